@@ -1,0 +1,1 @@
+"""The lifecycle as plain Python: no Airflow import anywhere below this package."""
