@@ -1,0 +1,15 @@
+"""The Assets the lifecycle DAGs emit and listen to, named in one place."""
+
+from __future__ import annotations
+
+from airflow.sdk import Asset
+
+
+def champion_asset(model_name: str) -> Asset:
+    """Updated each time a new version of ``model_name`` becomes champion (starts rollout)."""
+    return Asset(name=f"mlops.champion.{model_name}", uri=f"mlops://models/{model_name}/champion")
+
+
+def drift_asset(model_name: str) -> Asset:
+    """Updated when drift is confirmed for ``model_name`` (starts retraining)."""
+    return Asset(name=f"mlops.drift.{model_name}", uri=f"mlops://models/{model_name}/drift")

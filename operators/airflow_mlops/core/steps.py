@@ -1,0 +1,319 @@
+"""One function per training-lifecycle step, each taking plain values and returning a result.
+
+These compose the core modules (data, validation, training, evaluation, onnx, registry) and
+pass files between steps through a run folder: only references (URIs, versions, figures) go
+back to the caller, which is what an Airflow task may push to XCom.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from airflow_mlops.core.config import ModelConfig
+from airflow_mlops.core.tracking import TrackingConfig
+
+log = logging.getLogger(__name__)
+
+
+class GateFailed(RuntimeError):
+    """A lifecycle gate refused to go on; the message names the gate, the figure, the threshold."""
+
+
+def run_dir(work_dir: str, dag_id: str, run_id: str) -> str:
+    """The folder where one pipeline run leaves files for its next steps."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+    return f"{work_dir.rstrip('/')}/{dag_id}/{safe}"
+
+
+def _write_json(uri: str, payload: dict[str, Any]) -> str:
+    import fsspec
+
+    with fsspec.open(uri, "w") as fh:
+        json.dump(payload, fh, indent=2, default=str)
+    return uri
+
+
+def _local_copy(uri: str) -> str:
+    """A local path for a file that may live on object storage (ONNX Runtime and MLflow need one)."""
+    import fsspec
+
+    if "://" not in uri or uri.startswith("file://"):
+        return uri.removeprefix("file://")
+    local = fsspec.open_local(f"simplecache::{uri}")
+    return str(local)
+
+
+def prepare(config: ModelConfig, out_dir: str, data_uri: str | None = None) -> dict[str, Any]:
+    """Load the dataset, fingerprint it and split it into train and holdout files."""
+    from dataclasses import replace
+
+    from airflow_mlops.core.data import prepare_dataset
+
+    spec = replace(config.data, uri=data_uri) if data_uri else config.data
+    return prepare_dataset(spec, out_dir).to_dict()
+
+
+def validate(config: ModelConfig, data_uri: str, report_uri: str | None = None) -> dict[str, Any]:
+    """Run the config's validation spec on ``data_uri``; raises :class:`GateFailed` on failure."""
+    from airflow_mlops.core.data import load_frame
+    from airflow_mlops.core.validation import validate_frame, write_report
+
+    frame = load_frame(data_uri, format="parquet" if data_uri.endswith(".parquet") else "auto")
+    result = validate_frame(frame, config.validation, data_uri=data_uri)
+    out = result.to_dict()
+    if report_uri:
+        out["report_uri"] = write_report(result, report_uri)
+    if not result.success:
+        report = f"; report: {out['report_uri']}" if report_uri else ""
+        raise GateFailed(f"{result.summary}{report}")
+    return out
+
+
+def train(config: ModelConfig, prepared: dict[str, Any], out_dir: str) -> dict[str, Any]:
+    """Fit the configured pipeline on the train split; metrics are measured on the holdout."""
+    from airflow_mlops.core.data import load_frame
+    from airflow_mlops.core.training import train_model
+
+    train_frame = load_frame(prepared["train_uri"], format="parquet")
+    holdout_frame = load_frame(prepared["holdout_uri"], format="parquet")
+    result = train_model(config, train_frame, holdout_frame, f"{out_dir}/model.joblib")
+    return result.to_dict()
+
+
+def champion_metrics(
+    tracking: TrackingConfig, config: ModelConfig, holdout_uri: str
+) -> tuple[str | None, dict[str, float] | None, str]:
+    """Score the current champion's ONNX model on this run's holdout.
+
+    Returns ``(version, metrics, how)``; ``(None, None, ...)`` when there is no champion.
+    When the champion cannot take this holdout (its features differ), its recorded holdout
+    metrics are used instead and ``how`` says so.
+    """
+    from airflow_mlops.core import registry
+    from airflow_mlops.core.data import load_frame
+    from airflow_mlops.core.onnx import load_session, predict_proba_onnx
+    from airflow_mlops.core.training import compute_metrics
+
+    champion = registry.get_version(tracking, config.name, registry.CHAMPION)
+    if champion is None:
+        return None, None, "no champion yet"
+    holdout = load_frame(holdout_uri, format="parquet")
+    try:
+        session = load_session(registry.download_onnx(tracking, champion.model_uri))
+        proba = predict_proba_onnx(
+            session, holdout, config.data.numeric_features, config.data.categorical_features
+        )
+    except (KeyError, ValueError) as exc:
+        recorded = {
+            key.removeprefix(f"{registry.TAG_PREFIX}metric."): float(value)
+            for key, value in champion.tags.items()
+            if key.startswith(f"{registry.TAG_PREFIX}metric.")
+        }
+        how = f"champion v{champion.version} cannot score this holdout ({exc}); recorded metrics"
+        return champion.version, recorded, how
+    classes = json.loads(champion.tags.get(f"{registry.TAG_PREFIX}classes", "[0, 1]"))
+    metrics = compute_metrics(holdout[config.data.target].to_numpy(), proba, classes)
+    return champion.version, metrics, f"champion v{champion.version} scored on the same holdout"
+
+
+def evaluate(
+    tracking: TrackingConfig, config: ModelConfig, prepared: dict[str, Any], trained: dict[str, Any]
+) -> dict[str, Any]:
+    """Compare the challenger with the current champion by the config's criteria."""
+    from airflow_mlops.core.evaluation import evaluate as run_gates
+
+    version, metrics, how = champion_metrics(tracking, config, prepared["holdout_uri"])
+    result = run_gates(trained["metrics"], metrics, config.evaluation, champion_version=version)
+    out = result.to_dict()
+    out["champion_metrics"] = metrics
+    out["champion_basis"] = how
+    return out
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    """The converted model and its parity figures."""
+
+    onnx_uri: str
+    size_bytes: int
+    convert_seconds: float
+    parity: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def convert(
+    config: ModelConfig, prepared: dict[str, Any], trained: dict[str, Any], out_dir: str
+) -> dict[str, Any]:
+    """Convert to ONNX and check parity on the holdout; raises :class:`GateFailed` past tolerance."""
+    import fsspec
+
+    from airflow_mlops.core.data import load_frame
+    from airflow_mlops.core.onnx import check_parity, convert_to_onnx
+    from airflow_mlops.core.training import load_pipeline
+
+    pipeline = load_pipeline(trained["model_uri"])
+    started = time.perf_counter()
+    onnx_bytes = convert_to_onnx(pipeline, config)
+    seconds = time.perf_counter() - started
+    holdout = load_frame(prepared["holdout_uri"], format="parquet")
+    parity = check_parity(pipeline, onnx_bytes, holdout, config)
+    if not parity.passed:
+        raise GateFailed(f"ONNX parity gate failed: {parity.message}")
+    onnx_uri = f"{out_dir}/model.onnx"
+    with fsspec.open(onnx_uri, "wb") as fh:
+        fh.write(onnx_bytes)
+    return ConversionResult(
+        onnx_uri=onnx_uri,
+        size_bytes=len(onnx_bytes),
+        convert_seconds=round(seconds, 3),
+        parity=parity.to_dict(),
+    ).to_dict()
+
+
+def lineage_tags(
+    config: ModelConfig,
+    *,
+    prepared: dict[str, Any],
+    validation: dict[str, Any] | None,
+    trained: dict[str, Any],
+    evaluation: dict[str, Any] | None,
+    converted: dict[str, Any],
+    airflow: dict[str, Any],
+    trigger: dict[str, Any] | None = None,
+    code_dir: str | None = None,
+) -> dict[str, str]:
+    """The ``mlops.*`` tags every registered version carries (see DESIGN.md, lineage)."""
+    from airflow_mlops import __version__
+    from airflow_mlops.core.registry import TAG_PREFIX, flatten_tags, git_commit, tag_value
+
+    tags: dict[str, str] = {}
+    tags |= flatten_tags("airflow", airflow)
+    tags |= flatten_tags("code", {"git_commit": git_commit(code_dir), "package": __version__})
+    tags |= flatten_tags(
+        "data",
+        {
+            "uri": prepared.get("data_uri"),
+            "sha256": prepared.get("sha256"),
+            "rows": prepared.get("rows"),
+            "train_rows": prepared.get("train_rows"),
+            "holdout_rows": prepared.get("holdout_rows"),
+        },
+    )
+    if validation is not None:
+        tags |= flatten_tags(
+            "validation",
+            {"success": validation.get("success"), "summary": validation.get("summary")},
+        )
+    tags |= flatten_tags("metric", {k: round(float(v), 6) for k, v in trained["metrics"].items()})
+    tags |= flatten_tags(
+        "training", {"estimator": trained.get("estimator"), "fit_seconds": trained.get("fit_seconds")}
+    )
+    parity = converted["parity"]
+    tags |= flatten_tags(
+        "parity",
+        {
+            "max_abs_diff": parity.get("max_abs_diff"),
+            "label_disagreements": parity.get("label_disagreements"),
+            "rows": parity.get("rows"),
+        },
+    )
+    tags[f"{TAG_PREFIX}onnx.size_bytes"] = str(converted["size_bytes"])
+    tags[f"{TAG_PREFIX}classes"] = tag_value(list(trained["classes"]))
+    if evaluation is not None:
+        tags |= flatten_tags(
+            "evaluation",
+            {
+                "passed": evaluation.get("passed"),
+                "summary": evaluation.get("summary"),
+                "champion_version": evaluation.get("champion_version"),
+            },
+        )
+    tags |= flatten_tags("trigger", trigger or {"type": "manual"})
+    return tags
+
+
+def register(
+    tracking: TrackingConfig,
+    config: ModelConfig,
+    *,
+    prepared: dict[str, Any],
+    validation: dict[str, Any] | None,
+    trained: dict[str, Any],
+    evaluation: dict[str, Any] | None,
+    converted: dict[str, Any],
+    airflow: dict[str, Any],
+    trigger: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Log both models, register a version with lineage tags and give it ``challenger``."""
+    from airflow_mlops.core.data import load_frame
+    from airflow_mlops.core.registry import register_model
+    from airflow_mlops.core.training import load_pipeline
+
+    tags = lineage_tags(
+        config,
+        prepared=prepared,
+        validation=validation,
+        trained=trained,
+        evaluation=evaluation,
+        converted=converted,
+        airflow=airflow,
+        trigger=trigger,
+    )
+    holdout = load_frame(prepared["holdout_uri"], format="parquet")
+    example = holdout[list(config.data.features)].head(5)
+    import os
+    import tempfile
+
+    reports = tempfile.mkdtemp(prefix="mlops-reports-")
+    for name, payload in (
+        ("validation.json", validation),
+        ("evaluation.json", evaluation),
+        ("parity.json", converted["parity"]),
+        ("data.json", prepared),
+    ):
+        if payload is not None:
+            _write_json(os.path.join(reports, name), payload)
+    version = register_model(
+        tracking,
+        config,
+        pipeline=load_pipeline(trained["model_uri"]),
+        onnx_path=_local_copy(converted["onnx_uri"]),
+        input_example=example,
+        classes=list(trained["classes"]),
+        metrics=trained["metrics"],
+        params={"estimator": trained.get("estimator"), **(trained.get("params") or {})},
+        tags=tags,
+        reports_dir=reports,
+        run_name=f"{config.name}-{airflow.get('run_id', 'manual')}"[:250],
+    )
+    return version.to_dict()
+
+
+def promote(
+    tracking: TrackingConfig,
+    config: ModelConfig,
+    registered: dict[str, Any],
+    evaluation: dict[str, Any] | None,
+    require_gates: bool = True,
+) -> dict[str, Any]:
+    """Move ``champion`` to the registered version if every gate passed.
+
+    Raises :class:`GateFailed` (with the failing gates' messages) when a gate did not pass.
+    """
+    from airflow_mlops.core.registry import CHAMPION, promote as move_alias, set_version_tags
+
+    name, version = registered["name"], registered["version"]
+    if require_gates and evaluation is not None and not evaluation.get("passed"):
+        reason = evaluation.get("summary", "evaluation failed")
+        set_version_tags(tracking, name, version, {"mlops.promotion": f"rejected: {reason}"})
+        raise GateFailed(f"{name} v{version} not promoted: {reason}")
+    result = move_alias(tracking, name, version, CHAMPION)
+    set_version_tags(tracking, name, version, {"mlops.promotion": result.message})
+    return result.to_dict()

@@ -1,0 +1,85 @@
+"""How core code reaches MLflow: a frozen settings object handed down from the hook."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Where MLflow is.
+
+    :param tracking_uri: the tracking server (``http://...``) or store URI (``sqlite:///...``).
+    :param registry_uri: a separate registry, if any (default: the tracking URI).
+    :param ui_url: base URL of the MLflow UI for links (default: the tracking URI when it is
+        ``http(s)``).
+    :param username: basic-auth user.
+    :param password: basic-auth password.
+    """
+
+    tracking_uri: str
+    registry_uri: str | None = None
+    ui_url: str | None = None
+    username: str | None = None
+    password: str | None = None
+
+    @property
+    def ui_base(self) -> str | None:
+        if self.ui_url:
+            return self.ui_url.rstrip("/")
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return self.tracking_uri.rstrip("/")
+        return None
+
+    def run_url(self, experiment_id: str, run_id: str) -> str | None:
+        base = self.ui_base
+        return f"{base}/#/experiments/{experiment_id}/runs/{run_id}" if base else None
+
+    def model_version_url(self, name: str, version: str) -> str | None:
+        base = self.ui_base
+        return f"{base}/#/models/{name}/versions/{version}" if base else None
+
+    @contextmanager
+    def activate(self) -> Iterator[None]:
+        """Point the ``mlflow`` fluent API at this server for the duration of the block.
+
+        MLflow reads credentials from the environment only, so they are set there and restored
+        afterwards.
+        """
+        import mlflow
+
+        saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+        previous_tracking = mlflow.get_tracking_uri()
+        previous_registry = mlflow.get_registry_uri()
+        if self.username:
+            os.environ["MLFLOW_TRACKING_USERNAME"] = self.username
+        if self.password:
+            os.environ["MLFLOW_TRACKING_PASSWORD"] = self.password
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.registry_uri or self.tracking_uri)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(previous_tracking)
+            mlflow.set_registry_uri(previous_registry)
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+    def client(self) -> MlflowClient:
+        from mlflow.tracking import MlflowClient
+
+        if self.username:
+            os.environ.setdefault("MLFLOW_TRACKING_USERNAME", self.username)
+        if self.password:
+            os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", self.password)
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)

@@ -1,0 +1,115 @@
+"""Build the lifecycle DAGs from a model config.
+
+Parsing a DAG built here reads one small YAML file and imports no heavy library: every
+operator imports what it needs inside ``execute()``.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pendulum
+from airflow.sdk import DAG, Param
+
+from airflow_mlops.assets import champion_asset
+from airflow_mlops.core.config import ModelConfig, load_config
+from airflow_mlops.operators.data import PrepareDataOperator, ValidateDataOperator
+from airflow_mlops.operators.registry import PromoteModelOperator, RegisterModelOperator
+from airflow_mlops.operators.training import (
+    ConvertToOnnxOperator,
+    EvaluateModelOperator,
+    TrainModelOperator,
+)
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "mlops",
+    "retries": 1,
+    "retry_delay": timedelta(minutes=1),
+}
+
+
+def training_dag(
+    config_path: str | os.PathLike[str],
+    *,
+    dag_id: str = "ml_training",
+    schedule: Any = "from-config",
+    mlflow_conn_id: str = "mlflow_default",
+    start_date: pendulum.DateTime | None = None,
+    tags: list[str] | None = None,
+) -> DAG:
+    """prepare → validate → train → evaluate + convert (parity) → register → promote.
+
+    :param config_path: the model config YAML (read at parse time: it is small and local).
+    :param dag_id: the DAG id.
+    :param schedule: an Airflow schedule; by default the config's ``schedule``.
+    :param mlflow_conn_id: the ``mlflow`` connection the tasks use.
+    :param start_date: first logical date (default 2024-01-01 UTC).
+    :param tags: extra DAG tags.
+    """
+    config_file = str(Path(config_path).resolve())
+    config: ModelConfig = load_config(config_file)
+    common = {"config": config_file, "mlflow_conn_id": mlflow_conn_id}
+    with DAG(
+        dag_id=dag_id,
+        schedule=config.schedule if schedule == "from-config" else schedule,
+        start_date=start_date or pendulum.datetime(2024, 1, 1, tz="UTC"),
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        description=config.description or f"Train, check and register {config.name}",
+        doc_md=_doc(config, config_file),
+        tags=["mlops", "training", config.name, *(tags or [])],
+        params={
+            "data_uri": Param(
+                None,
+                type=["null", "string"],
+                description="Train on this file or folder instead of the config's data.uri",
+            )
+        },
+    ) as dag:
+        prepare = PrepareDataOperator(
+            task_id="prepare", data_uri="{{ params.data_uri or '' }}", **common
+        )
+        validate = ValidateDataOperator(task_id="validate", prepared=prepare.output, **common)
+        train = TrainModelOperator(task_id="train", prepared=prepare.output, **common)
+        evaluate = EvaluateModelOperator(
+            task_id="evaluate", prepared=prepare.output, trained=train.output, **common
+        )
+        convert = ConvertToOnnxOperator(
+            task_id="convert", prepared=prepare.output, trained=train.output, **common
+        )
+        register = RegisterModelOperator(
+            task_id="register",
+            prepared=prepare.output,
+            validation=validate.output,
+            trained=train.output,
+            evaluation=evaluate.output,
+            converted=convert.output,
+            **common,
+        )
+        promote = PromoteModelOperator(
+            task_id="promote",
+            registered=register.output,
+            evaluation=evaluate.output,
+            outlets=[champion_asset(config.name)],
+            **common,
+        )
+        validate >> train
+        register >> promote
+    return dag
+
+
+def _doc(config: ModelConfig, config_file: str) -> str:
+    return (
+        f"### Training: `{config.name}`\n\n"
+        f"Config: `{config_file}`  \n"
+        f"Data: `{config.data.uri}` (target `{config.data.target}`)  \n"
+        f"Estimator: `{config.training.estimator}`  \n"
+        f"Promotion: `{config.evaluation.primary_metric}` must improve by "
+        f"{config.evaluation.min_improvement}; thresholds {config.evaluation.thresholds}; "
+        f"allowed regressions {config.evaluation.max_regression}.\n\n"
+        "Trigger with `data_uri` in the run conf to train on another file."
+    )

@@ -1,0 +1,37 @@
+"""Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def get_provider_info() -> dict[str, Any]:
+    from airflow_mlops import __version__
+
+    return {
+        "package-name": "airflow-mlops",
+        "name": "MLOps",
+        "description": "The machine-learning model lifecycle as Airflow tasks: data checks, "
+        "training, ONNX, MLflow registry, scoring, drift and rollout.",
+        "versions": [__version__],
+        "connection-types": [
+            {"connection-type": "mlflow", "hook-class-name": "airflow_mlops.hooks.mlflow.MLflowHook"}
+        ],
+        "extra-links": [
+            "airflow_mlops.links.mlflow.MLflowRunLink",
+            "airflow_mlops.links.mlflow.MLflowModelVersionLink",
+        ],
+        "hooks": [
+            {"integration-name": "MLflow", "python-modules": ["airflow_mlops.hooks.mlflow"]}
+        ],
+        "operators": [
+            {
+                "integration-name": "MLOps",
+                "python-modules": [
+                    "airflow_mlops.operators.data",
+                    "airflow_mlops.operators.training",
+                    "airflow_mlops.operators.registry",
+                ],
+            }
+        ],
+    }

@@ -1,0 +1,120 @@
+"""What every lifecycle operator shares: the model config, MLflow settings, the run folder."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+if TYPE_CHECKING:
+    from airflow_mlops.core.config import ModelConfig
+    from airflow_mlops.core.tracking import TrackingConfig
+
+T = TypeVar("T")
+
+
+class MLOpsBaseOperator(BaseOperator):
+    """Base of the lifecycle operators.
+
+    :param config: path of a model config YAML file, or the config as a dict (templated).
+    :param mlflow_conn_id: the ``mlflow`` connection (default ``mlflow_default``).
+    :param work_dir: folder or URI shared by the run's tasks for intermediate files; defaults
+        to the config's ``work_dir`` (templated).
+    """
+
+    template_fields: Sequence[str] = ("config", "work_dir")
+    ui_color = "#e8f4fb"
+
+    def __init__(
+        self,
+        *,
+        config: str | dict[str, Any],
+        mlflow_conn_id: str = "mlflow_default",
+        work_dir: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.config = config
+        self.mlflow_conn_id = mlflow_conn_id
+        self.work_dir = work_dir
+
+    def model_config(self) -> ModelConfig:
+        from airflow_mlops.core.config import ConfigError, config_from_dict, load_config
+
+        try:
+            if isinstance(self.config, dict):
+                return config_from_dict(self.config, source=f"task {self.task_id}")
+            return load_config(self.config)
+        except ConfigError as exc:
+            raise AirflowFailException(str(exc)) from exc
+
+    def tracking(self) -> TrackingConfig:
+        from airflow_mlops.hooks.mlflow import MLflowHook
+
+        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id).config
+
+    def run_folder(self, config: ModelConfig, context: Any) -> str:
+        from airflow_mlops.core.steps import run_dir
+
+        base = self.work_dir or config.work_dir
+        if not base:
+            base = os.path.join(os.environ.get("MLOPS_HOME", os.getcwd()), "work")
+        return run_dir(base, context["dag"].dag_id, context["run_id"])
+
+    def call_core(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a core step; errors that a retry cannot fix (bad data, a failed gate) fail the
+        task at once instead of burning its retries."""
+        from airflow_mlops.core.config import ConfigError
+        from airflow_mlops.core.steps import GateFailed
+
+        permanent: tuple[type[BaseException], ...] = (GateFailed, ConfigError)
+        try:
+            from airflow_mlops.core.data import DataError
+
+            permanent += (DataError,)
+        except ImportError:  # pragma: no cover - data module always ships
+            pass
+        try:
+            return func(*args, **kwargs)
+        except permanent as exc:
+            self.log.error("%s", exc)
+            raise AirflowFailException(str(exc)) from exc
+
+
+def airflow_ids(context: Any) -> dict[str, Any]:
+    """The ids that tie a registered version back to the Airflow task that made it."""
+    ti = context["ti"]
+    return {
+        "dag_id": ti.dag_id,
+        "run_id": ti.run_id,
+        "task_id": ti.task_id,
+        "try_number": getattr(ti, "try_number", None),
+    }
+
+
+def trigger_info(context: Any) -> dict[str, Any]:
+    """Why this run started: its run type and, for Asset-triggered runs, the triggering events."""
+    dag_run = context.get("dag_run")
+    run_type = getattr(dag_run, "run_type", None)
+    info: dict[str, Any] = {"type": str(getattr(run_type, "value", run_type) or "manual")}
+    events = context.get("triggering_asset_events") or {}
+    found = []
+    try:
+        for asset, asset_events in events.items():
+            for event in asset_events:
+                found.append(
+                    {
+                        "asset": getattr(asset, "uri", str(asset)),
+                        "extra": dict(getattr(event, "extra", None) or {}),
+                        "timestamp": str(getattr(event, "timestamp", "")),
+                    }
+                )
+    except Exception:  # the accessor is lazy and may be unavailable outside a scheduler run
+        found = []
+    if found:
+        info["type"] = "asset"
+        info["events"] = found
+    return info

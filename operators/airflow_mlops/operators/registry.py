@@ -1,0 +1,128 @@
+"""Register a version with lineage in the MLflow registry, and promote it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow_mlops.links.mlflow import MLflowModelVersionLink, MLflowRunLink
+from airflow_mlops.operators.base import MLOpsBaseOperator, airflow_ids, trigger_info
+
+
+class RegisterModelOperator(MLOpsBaseOperator):
+    """Log the native and the ONNX model in one MLflow run and register a version.
+
+    The version is tagged with its lineage (Airflow ids, code version, data URI + sha256 + rows,
+    validation summary, parity figures, metrics, evaluation verdict, what triggered the run) and
+    gets the ``challenger`` alias.
+
+    :param prepared: the ``PrepareDataOperator`` result (templated).
+    :param validation: the ``ValidateDataOperator`` result (templated).
+    :param trained: the ``TrainModelOperator`` result (templated).
+    :param evaluation: the ``EvaluateModelOperator`` result (templated).
+    :param converted: the ``ConvertToOnnxOperator`` result (templated).
+    """
+
+    template_fields: Sequence[str] = (
+        *MLOpsBaseOperator.template_fields,
+        "prepared",
+        "validation",
+        "trained",
+        "evaluation",
+        "converted",
+    )
+    operator_extra_links = (MLflowModelVersionLink(), MLflowRunLink())
+
+    def __init__(
+        self,
+        *,
+        prepared: dict[str, Any],
+        trained: dict[str, Any],
+        converted: dict[str, Any],
+        validation: dict[str, Any] | None = None,
+        evaluation: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.prepared = prepared
+        self.validation = validation
+        self.trained = trained
+        self.evaluation = evaluation
+        self.converted = converted
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow_mlops.core import steps
+
+        config = self.model_config()
+        version = self.call_core(
+            steps.register,
+            self.tracking(),
+            config,
+            prepared=self.prepared,
+            validation=self.validation,
+            trained=self.trained,
+            evaluation=self.evaluation,
+            converted=self.converted,
+            airflow=airflow_ids(context),
+            trigger=trigger_info(context),
+        )
+        MLflowModelVersionLink.persist(context, version.get("version_url"))
+        MLflowRunLink.persist(context, version.get("run_url"))
+        self.log.info(
+            "registered %s v%s (aliases: %s) from run %s",
+            version["name"],
+            version["version"],
+            ", ".join(version["aliases"]),
+            version["run_id"],
+        )
+        return version
+
+
+class PromoteModelOperator(MLOpsBaseOperator):
+    """Give the registered version the ``champion`` alias if every evaluation gate passed.
+
+    A rejected version is an expected outcome, not an error: the task is skipped with a message
+    naming the failed gate, the version keeps ``challenger`` (tagged ``mlops.promotion``) and the
+    champion is untouched.
+
+    :param registered: the ``RegisterModelOperator`` result (templated).
+    :param evaluation: the ``EvaluateModelOperator`` result (templated).
+    :param require_gates: promote only when the evaluation passed (default ``True``).
+    """
+
+    template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields, "registered", "evaluation")
+    operator_extra_links = (MLflowModelVersionLink(),)
+
+    def __init__(
+        self,
+        *,
+        registered: dict[str, Any],
+        evaluation: dict[str, Any] | None = None,
+        require_gates: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.registered = registered
+        self.evaluation = evaluation
+        self.require_gates = require_gates
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from airflow_mlops.core import steps
+
+        config = self.model_config()
+        MLflowModelVersionLink.persist(context, self.registered.get("version_url"))
+        try:
+            result = steps.promote(
+                self.tracking(),
+                config,
+                self.registered,
+                self.evaluation,
+                require_gates=self.require_gates,
+            )
+        except steps.GateFailed as exc:
+            self.log.warning("%s", exc)
+            raise AirflowSkipException(str(exc)) from exc
+        self.log.info("%s", result["message"])
+        return result
