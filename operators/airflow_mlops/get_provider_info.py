@@ -15,15 +15,16 @@ def get_provider_info() -> dict[str, Any]:
         "training, ONNX, MLflow registry, scoring, drift and rollout.",
         "versions": [__version__],
         "connection-types": [
-            {"connection-type": "mlflow", "hook-class-name": "airflow_mlops.hooks.mlflow.MLflowHook"}
+            {
+                "connection-type": "mlflow",
+                "hook-class-name": "airflow_mlops.hooks.mlflow.MLflowHook",
+            }
         ],
         "extra-links": [
             "airflow_mlops.links.mlflow.MLflowRunLink",
             "airflow_mlops.links.mlflow.MLflowModelVersionLink",
         ],
-        "hooks": [
-            {"integration-name": "MLflow", "python-modules": ["airflow_mlops.hooks.mlflow"]}
-        ],
+        "hooks": [{"integration-name": "MLflow", "python-modules": ["airflow_mlops.hooks.mlflow"]}],
         "operators": [
             {
                 "integration-name": "MLOps",

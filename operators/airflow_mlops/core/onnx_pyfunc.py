@@ -38,7 +38,9 @@ class OnnxClassifier(PythonModel):
         frame = pd.DataFrame(model_input)
         feed: dict[str, np.ndarray] = {}
         for col in self._numeric:
-            values = pd.to_numeric(frame[col], errors="coerce").to_numpy(np.float32, na_value=np.nan)
+            values = pd.to_numeric(frame[col], errors="coerce").to_numpy(
+                np.float32, na_value=np.nan
+            )
             feed[col] = values.reshape(-1, 1)
         for col in self._categorical:
             values = frame[col].astype(object).where(frame[col].notna(), "").astype(str)

@@ -80,7 +80,7 @@ def tag_value(value: Any) -> str:
 
 
 def flatten_tags(prefix: str, values: dict[str, Any]) -> dict[str, str]:
-    """``{"rows": 10}`` under ``data`` becomes ``{"mlops.data.rows": "10"}``; ``None`` is dropped."""
+    """``{"rows": 10}`` under ``data`` becomes ``{"mlops.data.rows": "10"}``; drops ``None``."""
     return {
         f"{TAG_PREFIX}{prefix}.{key}": tag_value(value)
         for key, value in values.items()
@@ -89,7 +89,7 @@ def flatten_tags(prefix: str, values: dict[str, Any]) -> dict[str, str]:
 
 
 def git_commit(path: str | os.PathLike[str] | None = None) -> str | None:
-    """The git commit of the code that ran, when it is a git checkout (or ``MLOPS_CODE_VERSION``)."""
+    """The git commit of the code that ran, if a git checkout (or ``MLOPS_CODE_VERSION``)."""
     if os.environ.get("MLOPS_CODE_VERSION"):
         return os.environ["MLOPS_CODE_VERSION"]
     try:
@@ -261,7 +261,9 @@ def search_versions(
     return sorted(versions, key=lambda v: int(v.version), reverse=True)
 
 
-def set_version_tags(tracking: TrackingConfig, name: str, version: str, tags: dict[str, Any]) -> None:
+def set_version_tags(
+    tracking: TrackingConfig, name: str, version: str, tags: dict[str, Any]
+) -> None:
     """Add tags to a registered version (values rendered with :func:`tag_value`)."""
     client = tracking.client()
     for key, value in tags.items():
@@ -278,8 +280,12 @@ def promote(
         raise RegistryError(f"cannot promote {name} v{version}: no such version in the registry")
     client.set_registered_model_alias(name, alias, version)
     previous_version = previous.version if previous else None
-    client.set_model_version_tag(name, version, f"{TAG_PREFIX}promoted_from", previous_version or "")
-    return PromotionResult(name=name, version=version, alias=alias, previous_version=previous_version)
+    client.set_model_version_tag(
+        name, version, f"{TAG_PREFIX}promoted_from", previous_version or ""
+    )
+    return PromotionResult(
+        name=name, version=version, alias=alias, previous_version=previous_version
+    )
 
 
 def download_onnx(tracking: TrackingConfig, model_uri: str, dst: str | None = None) -> str:

@@ -39,7 +39,7 @@ def _write_json(uri: str, payload: dict[str, Any]) -> str:
 
 
 def _local_copy(uri: str) -> str:
-    """A local path for a file that may live on object storage (ONNX Runtime and MLflow need one)."""
+    """A local path for a file that may be on object storage (ONNX Runtime and MLflow need one)."""
     import fsspec
 
     if "://" not in uri or uri.startswith("file://"):
@@ -151,7 +151,7 @@ class ConversionResult:
 def convert(
     config: ModelConfig, prepared: dict[str, Any], trained: dict[str, Any], out_dir: str
 ) -> dict[str, Any]:
-    """Convert to ONNX and check parity on the holdout; raises :class:`GateFailed` past tolerance."""
+    """Convert to ONNX, check parity on the holdout; :class:`GateFailed` past tolerance."""
     import fsspec
 
     from airflow_mlops.core.data import load_frame
@@ -213,7 +213,8 @@ def lineage_tags(
         )
     tags |= flatten_tags("metric", {k: round(float(v), 6) for k, v in trained["metrics"].items()})
     tags |= flatten_tags(
-        "training", {"estimator": trained.get("estimator"), "fit_seconds": trained.get("fit_seconds")}
+        "training",
+        {"estimator": trained.get("estimator"), "fit_seconds": trained.get("fit_seconds")},
     )
     parity = converted["parity"]
     tags |= flatten_tags(
@@ -307,7 +308,8 @@ def promote(
 
     Raises :class:`GateFailed` (with the failing gates' messages) when a gate did not pass.
     """
-    from airflow_mlops.core.registry import CHAMPION, promote as move_alias, set_version_tags
+    from airflow_mlops.core.registry import CHAMPION, set_version_tags
+    from airflow_mlops.core.registry import promote as move_alias
 
     name, version = registered["name"], registered["version"]
     if require_gates and evaluation is not None and not evaluation.get("passed"):

@@ -55,7 +55,9 @@ class TrackingConfig:
         """
         import mlflow
 
-        saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+        saved = {
+            k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+        }
         previous_tracking = mlflow.get_tracking_uri()
         previous_registry = mlflow.get_registry_uri()
         if self.username:

@@ -58,7 +58,9 @@ class MLflowHook(BaseHook):
             scheme = conn.schema or "http"
             uri = f"{scheme}://{host}" + (f":{conn.port}" if conn.port else "")
         if not uri:
-            raise ValueError(f"connection {self.mlflow_conn_id!r} has no host or extra.tracking_uri")
+            raise ValueError(
+                f"connection {self.mlflow_conn_id!r} has no host or extra.tracking_uri"
+            )
         return TrackingConfig(
             tracking_uri=uri,
             registry_uri=extra.get("registry_uri"),

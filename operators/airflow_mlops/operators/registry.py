@@ -90,7 +90,11 @@ class PromoteModelOperator(MLOpsBaseOperator):
     :param require_gates: promote only when the evaluation passed (default ``True``).
     """
 
-    template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields, "registered", "evaluation")
+    template_fields: Sequence[str] = (
+        *MLOpsBaseOperator.template_fields,
+        "registered",
+        "evaluation",
+    )
     operator_extra_links = (MLflowModelVersionLink(),)
 
     def __init__(

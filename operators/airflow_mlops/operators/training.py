@@ -28,7 +28,9 @@ class TrainModelOperator(MLOpsBaseOperator):
             steps.train, config, self.prepared, self.run_folder(config, context)
         )
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(trained["metrics"].items()))
-        self.log.info("trained %s in %.1fs: %s", trained["estimator"], trained["fit_seconds"], metrics)
+        self.log.info(
+            "trained %s in %.1fs: %s", trained["estimator"], trained["fit_seconds"], metrics
+        )
         return trained
 
 
@@ -53,7 +55,9 @@ class EvaluateModelOperator(MLOpsBaseOperator):
         from airflow_mlops.core import steps
 
         config = self.model_config()
-        result = self.call_core(steps.evaluate, self.tracking(), config, self.prepared, self.trained)
+        result = self.call_core(
+            steps.evaluate, self.tracking(), config, self.prepared, self.trained
+        )
         self.log.info("evaluation (%s): %s", result["champion_basis"], result["summary"])
         for gate in result["gates"]:
             self.log.info("  %s %s", "PASS" if gate["passed"] else "FAIL", gate["message"])
@@ -89,5 +93,10 @@ class ConvertToOnnxOperator(MLOpsBaseOperator):
             from airflow.sdk.exceptions import AirflowFailException
 
             raise AirflowFailException(str(exc)) from exc
-        self.log.info("%s; ONNX file %s (%d bytes)", result["parity"]["message"], result["onnx_uri"], result["size_bytes"])
+        self.log.info(
+            "%s; ONNX file %s (%d bytes)",
+            result["parity"]["message"],
+            result["onnx_uri"],
+            result["size_bytes"],
+        )
         return result

@@ -1,0 +1,159 @@
+"""The embedded default stack: an MLflow server and Airflow on SQLite, under one folder.
+
+Used by ``make demo``, ``make airflow`` and the integration tests. Everything binds to
+127.0.0.1 and lives below ``MLOPS_HOME`` (default ``./.mlops``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def mlops_home() -> Path:
+    return Path(os.environ.get("MLOPS_HOME", REPO_ROOT / ".mlops")).resolve()
+
+
+def _bin(name: str) -> str:
+    """A console script of this virtualenv (the one running this code), else from PATH."""
+    local = Path(sys.executable).with_name(name)
+    return str(local) if local.exists() else (shutil.which(name) or name)
+
+
+@dataclass
+class MLflowServer:
+    """``mlflow server`` on SQLite with a local artifact folder, bound to 127.0.0.1.
+
+    :param root: folder for ``mlflow.db`` and ``artifacts/``.
+    :param port: TCP port (default: a free one).
+    """
+
+    root: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def backend_uri(self) -> str:
+        return f"sqlite:///{self.root / 'mlflow.db'}"
+
+    def start(self, timeout: float = 120.0) -> MLflowServer:
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "artifacts").mkdir(exist_ok=True)
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        log = open(self.root / f"server-{self.port}.log", "ab")  # noqa: SIM115 - lives with the process
+        self.process = subprocess.Popen(
+            [
+                _bin("mlflow"),
+                "server",
+                "--backend-store-uri",
+                self.backend_uri,
+                "--artifacts-destination",
+                str(self.root / "artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"mlflow server exited with {self.process.returncode}; "
+                    f"log: {self.root / f'server-{self.port}.log'}"
+                )
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"mlflow server did not answer on {self.url} within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        """Stop the server and its workers (its own process group only)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def __enter__(self) -> MLflowServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def airflow_env(home: Path, mlflow_url: str) -> dict[str, str]:
+    """The environment for Airflow commands on the embedded stack (SQLite, the repo's DAGs)."""
+    return {
+        **os.environ,
+        "MLOPS_HOME": str(home),
+        "AIRFLOW_HOME": str(home / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps({"conn_type": "mlflow", "host": mlflow_url}),
+        "MLFLOW_TRACKING_URI": mlflow_url,
+        "GIT_PYTHON_REFRESH": "quiet",
+    }
+
+
+def migrate_airflow_db(env: dict[str, str]) -> None:
+    """Create or upgrade the SQLite metadata database (fast when already current)."""
+    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [_bin("airflow"), "db", "migrate"],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def run_dag_test(dag_id: str, env: dict[str, str], log_path: Path, conf: dict | None = None) -> int:
+    """``airflow dags test <dag_id>``: the whole DAG in one process, output to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [_bin("airflow"), "dags", "test", dag_id]
+    if conf:
+        cmd += ["--conf", json.dumps(conf)]
+    with open(log_path, "wb") as log:
+        return subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode

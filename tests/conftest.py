@@ -1,0 +1,55 @@
+"""Shared test setup: an isolated Airflow home, and a real MLflow server when a test asks.
+
+Airflow reads its configuration when first imported, so the environment is set here, before
+any test module imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="mlops-tests-"))
+
+os.environ.update(
+    {
+        "MLOPS_HOME": str(_SESSION_HOME),
+        "AIRFLOW_HOME": str(_SESSION_HOME / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "GIT_PYTHON_REFRESH": "quiet",
+    }
+)
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.pop("AIRFLOW_CONN_MLFLOW_DEFAULT", None)
+
+
+@pytest.fixture(scope="session")
+def mlops_home() -> Path:
+    return _SESSION_HOME
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(mlops_home: Path) -> Iterator[str]:
+    """A real ``mlflow server`` (SQLite + local artifacts) on a free loopback port."""
+    from airflow_mlops.devstack import MLflowServer
+
+    with MLflowServer(mlops_home / "mlflow") as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def airflow_db(mlops_home: Path) -> Path:
+    """The SQLite Airflow metadata database, migrated once per session."""
+    from airflow_mlops.devstack import migrate_airflow_db
+
+    migrate_airflow_db(dict(os.environ))
+    return mlops_home / "airflow"

@@ -1,0 +1,137 @@
+"""``ml_training`` end to end: real MLflow server, real Airflow ``dag.test()`` runs."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.integration
+
+MODEL = "demo_churn"
+
+
+@pytest.fixture(scope="module")
+def stack(mlflow_server, airflow_db, mlops_home, tmp_path_factory):
+    """Airflow pointed at the MLflow server through an ``mlflow`` connection, demo data ready."""
+    from airflow_mlops.core.demo_data import write_dataset
+
+    data = tmp_path_factory.mktemp("data")
+    write_dataset(str(mlops_home / "data" / "demo_churn" / "train.parquet"), rows=20_000, seed=0)
+    os.environ["AIRFLOW_CONN_MLFLOW_DEFAULT"] = json.dumps(
+        {"conn_type": "mlflow", "host": mlflow_server}
+    )
+    from airflow_mlops.core.tracking import TrackingConfig
+
+    yield {"tracking": TrackingConfig(tracking_uri=mlflow_server), "data": data}
+    os.environ.pop("AIRFLOW_CONN_MLFLOW_DEFAULT", None)
+
+
+def _dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tests.conftest import REPO
+
+    bag = DagBag(dag_folder=str(REPO / "dags" / "ml_training.py"))
+    assert bag.import_errors == {}
+    return bag.dags["ml_training"]
+
+
+def _states(run):
+    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+
+
+def test_first_run_registers_and_promotes_v1(stack):
+    from airflow_mlops.core import registry
+
+    run = _dag().test()
+    assert str(run.state) == "success", _states(run)
+    champion = registry.get_version(stack["tracking"], MODEL, "champion")
+    assert champion is not None and champion.version == "1"
+    assert set(champion.aliases) == {"champion", "challenger"}
+    tags = champion.tags
+    # Lineage: Airflow ids, data fingerprint, validation, parity, metrics, trigger.
+    assert tags["mlops.airflow.dag_id"] == "ml_training"
+    assert tags["mlops.airflow.task_id"] == "register"
+    assert tags["mlops.data.rows"] == "20000"
+    assert len(tags["mlops.data.sha256"]) == 64
+    assert tags["mlops.validation.success"] == "true"
+    assert float(tags["mlops.parity.max_abs_diff"]) <= 1e-4
+    assert float(tags["mlops.metric.roc_auc"]) > 0.7
+    assert tags["mlops.evaluation.passed"] == "true"
+    assert "mlops.trigger.type" in tags
+
+
+def test_champion_loads_with_pyfunc_and_onnx_runtime_with_native_parity(stack):
+    import mlflow
+
+    from airflow_mlops.core import registry
+    from airflow_mlops.core.config import load_config
+    from airflow_mlops.core.data import load_frame
+    from airflow_mlops.core.onnx import load_session, predict_proba_onnx
+    from tests.conftest import REPO
+
+    tracking = stack["tracking"]
+    config = load_config(REPO / "dags" / "configs" / "demo_churn.yaml")
+    frame = load_frame(config.data.uri).head(500)
+    features = frame[list(config.data.features)]
+    champion = registry.get_version(tracking, MODEL, "champion")
+    with tracking.activate():
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
+        native = mlflow.sklearn.load_model(f"runs:/{champion.run_id}/native")
+    expected = native.predict_proba(features)
+    via_pyfunc = pyfunc.predict(features).filter(like="probability_").to_numpy()
+    session = load_session(registry.download_onnx(tracking, f"models:/{MODEL}@champion"))
+    via_ort = predict_proba_onnx(
+        session, features, config.data.numeric_features, config.data.categorical_features
+    )
+    assert via_pyfunc.shape == expected.shape == via_ort.shape
+    assert np.abs(via_pyfunc - expected).max() <= config.onnx.max_abs_diff
+    assert np.abs(via_ort - expected).max() <= config.onnx.max_abs_diff
+
+
+def test_second_run_on_worse_data_registers_v2_but_keeps_champion(stack):
+    """Labels shuffled: the challenger falls below the roc_auc threshold and is rejected."""
+    from airflow_mlops.core import registry
+    from airflow_mlops.core.data import write_parquet_atomic
+    from airflow_mlops.core.demo_data import generate
+
+    frame = generate(20_000, seed=1)
+    frame["churned"] = np.random.default_rng(0).permutation(frame["churned"].to_numpy())
+    bad = str(stack["data"] / "shuffled.parquet")
+    write_parquet_atomic(frame, bad)
+
+    run = _dag().test(run_conf={"data_uri": bad})
+    states = _states(run)
+    assert states["register"] == "success", states
+    assert states["promote"] == "skipped", states
+    tracking = stack["tracking"]
+    assert registry.get_version(tracking, MODEL, "champion").version == "1"
+    v2 = registry.get_version(tracking, MODEL, "challenger")
+    assert v2.version == "2"
+    assert v2.tags["mlops.evaluation.passed"] == "false"
+    assert "roc_auc" in v2.tags["mlops.promotion"] and v2.tags["mlops.promotion"].startswith(
+        "rejected"
+    )
+    assert v2.tags["mlops.data.uri"] == bad
+
+
+def test_bad_input_fails_at_prepare_and_registers_nothing(stack):
+    from airflow_mlops.core import registry
+    from airflow_mlops.core.data import write_parquet_atomic
+    from airflow_mlops.core.demo_data import generate
+
+    frame = generate(2_000, seed=2).drop(columns=["monthly_charges"])
+    bad = str(stack["data"] / "missing_column.parquet")
+    write_parquet_atomic(frame, bad)
+    before = len(registry.search_versions(stack["tracking"], MODEL))
+
+    run = _dag().test(run_conf={"data_uri": bad})
+    states = _states(run)
+    assert str(run.state) == "failed"
+    assert states["prepare"] == "failed", states
+    assert states["register"] != "success"
+    assert len(registry.search_versions(stack["tracking"], MODEL)) == before
+    assert registry.get_version(stack["tracking"], MODEL, "champion").version == "1"
