@@ -8,7 +8,8 @@ from airflow_mlops.hooks.mlflow import MLflowHook
 
 
 def _conn(monkeypatch, conn_id: str, **fields):
-    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": "mlflow", **fields}))
+    value = json.dumps({"conn_type": "mlflow", **fields})
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", value)
 
 
 def test_host_with_scheme_is_the_tracking_uri(monkeypatch):

@@ -46,7 +46,7 @@ def test_column_in_two_roles_is_rejected():
 def test_missing_target_and_bad_holdout():
     raw = _raw()
     del raw["data"]["target"]
-    with pytest.raises(ConfigError, match="data.target"):
+    with pytest.raises(ConfigError, match=r"data\.target"):
         config_from_dict(raw)
     raw = _raw()
     raw["data"]["holdout_fraction"] = 1.5
@@ -55,7 +55,7 @@ def test_missing_target_and_bad_holdout():
 
 
 def test_validation_column_type_checked():
-    with pytest.raises(ConfigError, match=r"validation.columns.a.type"):
+    with pytest.raises(ConfigError, match=r"validation\.columns\.a\.type"):
         config_from_dict(_raw(validation={"columns": {"a": {"type": "float"}}}))
 
 
@@ -74,7 +74,8 @@ def test_env_expansion_and_file_errors(tmp_path, monkeypatch):
 
 
 def test_round_trip_through_dict():
-    config = config_from_dict(_raw(validation={"columns": {"c": {"type": "string", "allowed": ["x"]}}}))
+    columns = {"c": {"type": "string", "allowed": ["x"]}}
+    config = config_from_dict(_raw(validation={"columns": columns}))
     again = config_from_dict(
         {
             **config.to_dict(),
