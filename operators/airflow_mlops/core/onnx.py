@@ -291,7 +291,9 @@ def _public_path(cls: type) -> str:
 
 def _describe(step: Any) -> str:
     text = _public_path(type(step))
-    if getattr(step, "probability", None) is False:
+    # SVC-like estimators only grow predict_proba with probability=True; since scikit-learn 1.9
+    # the unset default reads "deprecated", which means False.
+    if getattr(step, "probability", None) in (False, "deprecated"):
         text += " with probability=False"
     return text
 

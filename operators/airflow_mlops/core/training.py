@@ -183,7 +183,7 @@ def _make_estimator(config: ModelConfig) -> Any:
         # no ONNX probability output to score with.
         raise TrainingError(
             f"training.estimator {path!r} with params {config.training.params!r} has no "
-            "predict_proba (for SVC set probability: true)"
+            "predict_proba (an SVC gets one from sklearn.calibration.CalibratedClassifierCV)"
         )
     # A fixed seed makes a rerun of the same task reproduce the same model.
     if "random_state" in estimator.get_params() and "random_state" not in config.training.params:
