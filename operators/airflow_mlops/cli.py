@@ -50,7 +50,8 @@ def _version_summary(tracking: Any, name: str) -> list[str]:
     metrics = {
         k.removeprefix(t + "metric."): v for k, v in tags.items() if k.startswith(t + "metric.")
     }
-    lines.append("  metrics     " + ", ".join(f"{k}={float(v):.4f}" for k, v in sorted(metrics.items())))
+    shown = ", ".join(f"{k}={float(v):.4f}" for k, v in sorted(metrics.items()))
+    lines.append(f"  metrics     {shown}")
     lines.append(
         f"  parity      max |Δp| {tags.get(t + 'parity.max_abs_diff')}, "
         f"{tags.get(t + 'parity.label_disagreements')} label disagreements "
@@ -91,8 +92,9 @@ def _check_champion(tracking: Any, name: str) -> str:
     )
     proba_native = native.predict_proba(features)
     return (
-        f"champion v{champion.version} loads with mlflow.pyfunc.load_model('models:/{name}@champion') "
-        f"and with ONNX Runtime; max |Δp| vs native on {len(frame)} rows: "
+        f"champion v{champion.version} loads with "
+        f"mlflow.pyfunc.load_model('models:/{name}@champion') and with ONNX Runtime; "
+        f"max |Δp| vs native on {len(frame)} rows: "
         f"pyfunc {np.abs(proba_pyfunc - proba_native).max():.2e}, "
         f"ORT {np.abs(proba_ort - proba_native).max():.2e}"
     )
@@ -113,12 +115,16 @@ def demo(args: argparse.Namespace) -> int:
         env = devstack.airflow_env(home, server.url)
         devstack.migrate_airflow_db(env)
         log_path = home / "logs" / "demo-ml_training.log"
-        _say("running DAG ml_training (prepare → validate → train → evaluate + convert → "
-             f"register → promote); log: {log_path}")
+        _say(
+            "running DAG ml_training (prepare → validate → train → evaluate + convert → "
+            f"register → promote); log: {log_path}"
+        )
         started = time.perf_counter()
         code = devstack.run_dag_test("ml_training", env, log_path)
-        _say(f"ml_training finished in {time.perf_counter() - started:.0f}s "
-             f"({'success' if code == 0 else f'FAILED, exit {code}'})")
+        _say(
+            f"ml_training finished in {time.perf_counter() - started:.0f}s "
+            f"({'success' if code == 0 else f'FAILED, exit {code}'})"
+        )
         tracking = TrackingConfig(tracking_uri=server.url)
         _say("")
         _say(f"model {config.name} — data {data}")
@@ -127,8 +133,10 @@ def demo(args: argparse.Namespace) -> int:
         if code == 0:
             _say("  check       " + _check_champion(tracking, config.name))
     _say("")
-    _say("open the UIs on the same data:  make airflow   (Airflow http://127.0.0.1:8080, "
-         "MLflow http://127.0.0.1:5000)")
+    _say(
+        "open the UIs on the same data:  make airflow   (Airflow http://127.0.0.1:8080, "
+        "MLflow http://127.0.0.1:5000)"
+    )
     if code != 0:
         _say(f"the run failed: see {log_path}")
     return code

@@ -51,7 +51,7 @@ def training_dag(
     """
     config_file = str(Path(config_path).resolve())
     config: ModelConfig = load_config(config_file)
-    common = {"config": config_file, "mlflow_conn_id": mlflow_conn_id}
+    common: dict[str, Any] = {"config": config_file, "mlflow_conn_id": mlflow_conn_id}
     with DAG(
         dag_id=dag_id,
         schedule=config.schedule if schedule == "from-config" else schedule,

@@ -6,6 +6,7 @@ Used by ``make demo``, ``make airflow`` and the integration tests. Everything bi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -107,10 +108,8 @@ class MLflowServer:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=15)
         except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     def __enter__(self) -> MLflowServer:
         return self.start()

@@ -121,12 +121,14 @@ def _version(mv: Any, tracking: TrackingConfig) -> RegisteredVersion:
 
 def _signature(config: ModelConfig, classes: list[Any]) -> Any:
     from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
+    from mlflow.types import ColSpec, Schema, TensorSpec
 
-    inputs = [ColSpec("double", c) for c in config.data.numeric_features]
+    inputs: list[ColSpec | TensorSpec] = [
+        ColSpec("double", c) for c in config.data.numeric_features
+    ]
     inputs += [ColSpec("string", c) for c in config.data.categorical_features]
     label_type = "long" if all(isinstance(c, int) for c in classes) else "string"
-    outputs = [ColSpec(label_type, "label")]
+    outputs: list[ColSpec | TensorSpec] = [ColSpec(label_type, "label")]
     outputs += [ColSpec("double", f"probability_{c}") for c in classes]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
 
@@ -149,6 +151,7 @@ def register_model(
     params: dict[str, Any],
     tags: dict[str, str],
     reports_dir: str | None = None,
+    reference_path: str | None = None,
     alias: str = CHALLENGER,
     run_name: str | None = None,
 ) -> RegisteredVersion:
@@ -164,6 +167,9 @@ def register_model(
     :param params: estimator parameters for the run.
     :param tags: lineage tags (``mlops.*``) for the run and the version.
     :param reports_dir: a local folder of report files logged on the run under ``reports/``.
+    :param reference_path: a local Parquet sample of training inputs and predictions, logged
+        under ``reference/`` and named in the ``mlops.reference.uri`` tag (drift monitoring
+        compares against exactly what this version saw).
     :param alias: the alias the new version gets.
     :param run_name: the MLflow run name.
     """
@@ -181,6 +187,14 @@ def register_model(
             mlflow.log_metrics({f"holdout_{k}": float(v) for k, v in metrics.items()})
             if reports_dir:
                 mlflow.log_artifacts(reports_dir, artifact_path="reports")
+            if reference_path:
+                mlflow.log_artifact(reference_path, artifact_path="reference")
+                tags = {
+                    **tags,
+                    f"{TAG_PREFIX}reference.uri": (
+                        f"runs:/{run.info.run_id}/reference/{Path(reference_path).name}"
+                    ),
+                }
             signature = _signature(config, classes)
             # The native model is kept for audit and re-use; skops needs the pipeline's own
             # types listed as trusted or tree models fail to load again.

@@ -177,6 +177,36 @@ def convert(
     ).to_dict()
 
 
+REFERENCE_ROWS = 20_000
+
+
+def reference_sample(
+    config: ModelConfig, pipeline: Any, train_uri: str, path: str, rows: int = REFERENCE_ROWS
+) -> int:
+    """Write a seeded random sample of training inputs with the model's predictions.
+
+    This is what drift monitoring compares new data with. Returns the number of rows written.
+    """
+    import numpy as np
+
+    from airflow_mlops.core.data import load_frame, write_parquet_atomic
+
+    columns = [*config.data.key_columns, *config.data.features, config.data.target]
+    frame = load_frame(train_uri, format="parquet", columns=columns)
+    if len(frame) > rows:
+        keep = np.sort(np.random.default_rng(config.data.seed).choice(len(frame), rows, False))
+        frame = frame.iloc[keep].reset_index(drop=True)
+    proba = pipeline.predict_proba(frame[list(config.data.features)])
+    classes = list(pipeline.classes_)
+    frame["prediction"] = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+    if all(isinstance(c, int | np.integer) for c in classes):
+        frame["prediction"] = frame["prediction"].astype("int64")
+    for i, cls in enumerate(classes):
+        frame[f"probability_{cls}"] = proba[:, i]
+    write_parquet_atomic(frame, path)
+    return len(frame)
+
+
 def lineage_tags(
     config: ModelConfig,
     *,
@@ -281,10 +311,16 @@ def register(
     ):
         if payload is not None:
             _write_json(os.path.join(reports, name), payload)
+    pipeline = load_pipeline(trained["model_uri"])
+    reference = os.path.join(tempfile.mkdtemp(prefix="mlops-reference-"), "reference.parquet")
+    tags["mlops.reference.rows"] = str(
+        reference_sample(config, pipeline, prepared["train_uri"], reference)
+    )
     version = register_model(
         tracking,
         config,
-        pipeline=load_pipeline(trained["model_uri"]),
+        pipeline=pipeline,
+        reference_path=reference,
         onnx_path=_local_copy(converted["onnx_uri"]),
         input_example=example,
         classes=list(trained["classes"]),

@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+# An upstream task's result: the dict itself, or (when building a DAG) the upstream operator's
+# ``.output``, which Airflow resolves to the dict before ``execute()`` runs.
+Result = Any
+
 
 class MLOpsBaseOperator(BaseOperator):
     """Base of the lifecycle operators.

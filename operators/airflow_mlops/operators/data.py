@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_mlops.operators.base import MLOpsBaseOperator
+from airflow_mlops.operators.base import MLOpsBaseOperator, Result
 
 
 class PrepareDataOperator(MLOpsBaseOperator):
@@ -55,7 +55,7 @@ class ValidateDataOperator(MLOpsBaseOperator):
     def __init__(
         self,
         *,
-        prepared: dict[str, Any] | None = None,
+        prepared: Result = None,
         data_uri: str | None = None,
         **kwargs: Any,
     ) -> None:

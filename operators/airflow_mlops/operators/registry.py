@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow_mlops.links.mlflow import MLflowModelVersionLink, MLflowRunLink
-from airflow_mlops.operators.base import MLOpsBaseOperator, airflow_ids, trigger_info
+from airflow_mlops.operators.base import MLOpsBaseOperator, Result, airflow_ids, trigger_info
 
 
 class RegisterModelOperator(MLOpsBaseOperator):
@@ -36,11 +36,11 @@ class RegisterModelOperator(MLOpsBaseOperator):
     def __init__(
         self,
         *,
-        prepared: dict[str, Any],
-        trained: dict[str, Any],
-        converted: dict[str, Any],
-        validation: dict[str, Any] | None = None,
-        evaluation: dict[str, Any] | None = None,
+        prepared: Result,
+        trained: Result,
+        converted: Result,
+        validation: Result = None,
+        evaluation: Result = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -100,8 +100,8 @@ class PromoteModelOperator(MLOpsBaseOperator):
     def __init__(
         self,
         *,
-        registered: dict[str, Any],
-        evaluation: dict[str, Any] | None = None,
+        registered: Result,
+        evaluation: Result = None,
         require_gates: bool = True,
         **kwargs: Any,
     ) -> None:

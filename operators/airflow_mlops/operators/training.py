@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_mlops.operators.base import MLOpsBaseOperator
+from airflow_mlops.operators.base import MLOpsBaseOperator, Result
 
 
 class TrainModelOperator(MLOpsBaseOperator):
@@ -16,7 +16,7 @@ class TrainModelOperator(MLOpsBaseOperator):
 
     template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields, "prepared")
 
-    def __init__(self, *, prepared: dict[str, Any], **kwargs: Any) -> None:
+    def __init__(self, *, prepared: Result, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.prepared = prepared
 
@@ -46,7 +46,7 @@ class EvaluateModelOperator(MLOpsBaseOperator):
 
     template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields, "prepared", "trained")
 
-    def __init__(self, *, prepared: dict[str, Any], trained: dict[str, Any], **kwargs: Any) -> None:
+    def __init__(self, *, prepared: Result, trained: Result, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.prepared = prepared
         self.trained = trained
@@ -76,7 +76,7 @@ class ConvertToOnnxOperator(MLOpsBaseOperator):
 
     template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields, "prepared", "trained")
 
-    def __init__(self, *, prepared: dict[str, Any], trained: dict[str, Any], **kwargs: Any) -> None:
+    def __init__(self, *, prepared: Result, trained: Result, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.prepared = prepared
         self.trained = trained
