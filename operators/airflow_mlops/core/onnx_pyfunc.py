@@ -34,7 +34,9 @@ class OnnxClassifier(PythonModel):
             context.artifacts["onnx_model"], options, providers=["CPUExecutionProvider"]
         )
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+    # No type hints on predict: MLflow would try to derive a schema from them; the logged
+    # signature is the schema.
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
         frame = pd.DataFrame(model_input)
         feed: dict[str, np.ndarray] = {}
         for col in self._numeric:

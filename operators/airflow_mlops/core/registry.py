@@ -119,14 +119,22 @@ def _version(mv: Any, tracking: TrackingConfig) -> RegisteredVersion:
     )
 
 
-def _signature(config: ModelConfig, classes: list[Any]) -> Any:
+def _signature(config: ModelConfig, example: Any, classes: list[Any]) -> Any:
+    """Inputs typed as the training data was: integer columns ``long``, others ``double``.
+
+    MLflow refuses to cast int64 to double at predict time, so declaring every numeric column
+    ``double`` would reject the very frames the model was trained on.
+    """
+    import pandas as pd
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema, TensorSpec
 
-    inputs: list[ColSpec | TensorSpec] = [
-        ColSpec("double", c) for c in config.data.numeric_features
-    ]
-    inputs += [ColSpec("string", c) for c in config.data.categorical_features]
+    inputs: list[ColSpec | TensorSpec] = []
+    for col in config.data.numeric_features:
+        dtype = example[col].dtype
+        kind = "long" if pd.api.types.is_integer_dtype(dtype) else "double"
+        inputs.append(ColSpec("boolean" if pd.api.types.is_bool_dtype(dtype) else kind, col))
+    inputs += [ColSpec("string", c, required=False) for c in config.data.categorical_features]
     label_type = "long" if all(isinstance(c, int) for c in classes) else "string"
     outputs: list[ColSpec | TensorSpec] = [ColSpec(label_type, "label")]
     outputs += [ColSpec("double", f"probability_{c}") for c in classes]
@@ -195,7 +203,7 @@ def register_model(
                         f"runs:/{run.info.run_id}/reference/{Path(reference_path).name}"
                     ),
                 }
-            signature = _signature(config, classes)
+            signature = _signature(config, input_example, classes)
             # The native model is kept for audit and re-use; skops needs the pipeline's own
             # types listed as trusted or tree models fail to load again.
             mlflow.sklearn.log_model(

@@ -84,4 +84,8 @@ class TrackingConfig:
             os.environ.setdefault("MLFLOW_TRACKING_USERNAME", self.username)
         if self.password:
             os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", self.password)
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
+        # Always explicit: a ``None`` registry URI would follow MLflow's process-wide default,
+        # which other code (or an earlier ``activate()``) may have pointed elsewhere.
+        return MlflowClient(
+            tracking_uri=self.tracking_uri, registry_uri=self.registry_uri or self.tracking_uri
+        )

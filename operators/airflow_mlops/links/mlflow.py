@@ -18,15 +18,20 @@ class _PersistedLink(BaseOperatorLink):
     key: ClassVar[str] = ""
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        from airflow.sdk.execution_time.xcom import XCom
-
-        return XCom.get_value(ti_key=ti_key, key=self.key) or ""
+        # Airflow 3 calls this in the worker once the task ends and stores the result for the
+        # UI; the URL is on the operator instance that ran, if the task got that far.
+        return getattr(operator, "_mlops_links", {}).get(self.key, "")
 
     @classmethod
     def persist(cls, context: Any, url: str | None) -> None:
         """Record the URL for this task instance; a missing URL (no MLflow UI) is skipped."""
         if url:
-            context["ti"].xcom_push(key=cls.key, value=url)
+            task = context["task"]
+            links = getattr(task, "_mlops_links", None)
+            if links is None:
+                links = {}
+                task._mlops_links = links
+            links[cls.key] = url
 
 
 class MLflowRunLink(_PersistedLink):
