@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -53,14 +54,21 @@ def _version_summary(tracking: Any, name: str) -> list[str]:
     shown = ", ".join(f"{k}={float(v):.4f}" for k, v in sorted(metrics.items()))
     lines.append(f"  metrics     {shown}")
     lines.append(
-        f"  parity      max |Δp| {tags.get(t + 'parity.max_abs_diff')}, "
+        f"  parity      max |Δp| {float(tags.get(t + 'parity.max_abs_diff', 'nan')):.2e}, "
         f"{tags.get(t + 'parity.label_disagreements')} label disagreements "
         f"on {tags.get(t + 'parity.rows')} holdout rows"
     )
-    lines.append(f"  gates       {tags.get(t + 'evaluation.summary')}")
+    lines.append(
+        f"  gates       {tags.get(t + 'evaluation.summary')} "
+        f"({tags.get(t + 'evaluation.champion_basis', '')})"
+    )
+    for gate in filter(None, tags.get(t + "evaluation.gates", "").split("; ")):
+        lines.append(f"                {gate}")
     lines.append(f"  promotion   {tags.get(t + 'promotion', 'not decided')}")
     lines.append("  registry:")
-    for v in versions[:5]:
+    for found in versions[:5]:
+        # Searches do not return aliases; a version read by number does.
+        v = registry.get_version(tracking, name, found.version) or found
         aliases = ", ".join(f"@{a}" for a in v.aliases) or "-"
         lines.append(f"    {name} v{v.version:<4} {aliases}")
     return lines
@@ -107,6 +115,8 @@ def demo(args: argparse.Namespace) -> int:
 
     home = devstack.mlops_home()
     os.environ["MLOPS_HOME"] = str(home)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
     _say(f"airflow-mlops demo — everything lives in {home}")
     data = _ensure_demo_data(home, args.rows)
     config = load_config(DEMO_CONFIG)

@@ -133,6 +133,7 @@ def airflow_env(home: Path, mlflow_url: str) -> dict[str, str]:
         "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps({"conn_type": "mlflow", "host": mlflow_url}),
         "MLFLOW_TRACKING_URI": mlflow_url,
         "GIT_PYTHON_REFRESH": "quiet",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     }
 
 

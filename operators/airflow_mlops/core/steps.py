@@ -264,6 +264,8 @@ def lineage_tags(
                 "passed": evaluation.get("passed"),
                 "summary": evaluation.get("summary"),
                 "champion_version": evaluation.get("champion_version"),
+                "champion_basis": evaluation.get("champion_basis"),
+                "gates": "; ".join(g["message"] for g in evaluation.get("gates", [])),
             },
         )
     tags |= flatten_tags("trigger", trigger or {"type": "manual"})
