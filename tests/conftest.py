@@ -53,3 +53,58 @@ def airflow_db(mlops_home: Path) -> Path:
 
     migrate_airflow_db(dict(os.environ))
     return mlops_home / "airflow"
+
+
+@pytest.fixture(scope="session")
+def demo_config_path() -> Path:
+    return REPO / "dags" / "configs" / "demo_churn.yaml"
+
+
+@pytest.fixture(scope="session")
+def champion(mlflow_server: str, mlops_home: Path, demo_config_path: Path) -> dict:
+    """A small demo model trained, registered and promoted through the core steps (no Airflow).
+
+    Registered as ``fixture_churn`` (not the training DAG's model) so tests that run
+    ``ml_training`` do not change it. Returns the config, tracking settings, the registered
+    version dict and the training data path.
+    """
+    from dataclasses import replace
+
+    from airflow_mlops.core import steps
+    from airflow_mlops.core.config import load_config
+    from airflow_mlops.core.demo_data import write_dataset
+    from airflow_mlops.core.tracking import TrackingConfig
+
+    data = mlops_home / "data" / "fixture_churn" / "train.parquet"
+    write_dataset(str(data), rows=20_000, seed=0)
+    base = load_config(demo_config_path)
+    config = replace(
+        base,
+        name="fixture_churn",
+        data=replace(base.data, uri=str(data)),
+        work_dir=str(mlops_home / "work"),
+    )
+    tracking = TrackingConfig(tracking_uri=mlflow_server)
+    out = str(mlops_home / "work" / "fixture")
+    prepared = steps.prepare(config, out)
+    trained = steps.train(config, prepared, out)
+    converted = steps.convert(config, prepared, trained, out)
+    evaluation = steps.evaluate(tracking, config, prepared, trained)
+    registered = steps.register(
+        tracking,
+        config,
+        prepared=prepared,
+        validation=None,
+        trained=trained,
+        evaluation=evaluation,
+        converted=converted,
+        airflow={"dag_id": "pytest"},
+    )
+    steps.promote(tracking, config, registered, evaluation)
+    return {
+        "config": config,
+        "tracking": tracking,
+        "registered": registered,
+        "data": data,
+        "prepared": prepared,
+    }
