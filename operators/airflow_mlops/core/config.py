@@ -149,6 +149,11 @@ class ModelConfig:
     :param schedule: cron expression or preset for the training DAG (``None``: manual only).
     :param description: free text shown in the DAG and on the registered model.
     :param tags: extra tags put on every registered version.
+    :param scoring: batch-scoring options (see ``core.scoring``), kept as plain data here.
+    :param profiling: profiling options and SLO (see ``core.profiling``).
+    :param monitoring: drift policy and current-data location (see ``core.drift``).
+    :param serving: serving options (see ``airflow_mlops.serving``).
+    :param rollout: rollout policy and targets (see ``core.rollout``).
     """
 
     name: str
@@ -162,6 +167,13 @@ class ModelConfig:
     schedule: str | None = None
     description: str = ""
     tags: dict[str, str] = field(default_factory=dict)
+    # Each capability parses and checks its own section (``<Spec>.from_dict``), so that this
+    # module stays importable at DAG-parse time without knowing every option.
+    scoring: dict[str, Any] = field(default_factory=dict)
+    profiling: dict[str, Any] = field(default_factory=dict)
+    monitoring: dict[str, Any] = field(default_factory=dict)
+    serving: dict[str, Any] = field(default_factory=dict)
+    rollout: dict[str, Any] = field(default_factory=dict)
 
     @property
     def experiment_name(self) -> str:
