@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param
 
-from airflow_mlops.assets import champion_asset
+from airflow_mlops.assets import champion_asset, drift_asset
 from airflow_mlops.core.config import ModelConfig, load_config
 from airflow_mlops.operators.data import PrepareDataOperator, ValidateDataOperator
 from airflow_mlops.operators.registry import PromoteModelOperator, RegisterModelOperator
@@ -36,6 +36,7 @@ def training_dag(
     *,
     dag_id: str = "ml_training",
     schedule: Any = "from-config",
+    retrain_on_drift: bool = True,
     mlflow_conn_id: str = "mlflow_default",
     start_date: pendulum.DateTime | None = None,
     tags: list[str] | None = None,
@@ -44,7 +45,9 @@ def training_dag(
 
     :param config_path: the model config YAML (read at parse time: it is small and local).
     :param dag_id: the DAG id.
-    :param schedule: an Airflow schedule; by default the config's ``schedule``.
+    :param schedule: an Airflow schedule; by default the config's ``schedule`` (cron or preset).
+    :param retrain_on_drift: also start a run on each event of the model's drift Asset
+        (``AssetOrTimeSchedule``: the cron OR confirmed drift, whichever comes first).
     :param mlflow_conn_id: the ``mlflow`` connection the tasks use.
     :param start_date: first logical date (default 2024-01-01 UTC).
     :param tags: extra DAG tags.
@@ -54,7 +57,7 @@ def training_dag(
     common: dict[str, Any] = {"config": config_file, "mlflow_conn_id": mlflow_conn_id}
     with DAG(
         dag_id=dag_id,
-        schedule=config.schedule if schedule == "from-config" else schedule,
+        schedule=_schedule(config, schedule, retrain_on_drift),
         start_date=start_date or pendulum.datetime(2024, 1, 1, tz="UTC"),
         catchup=False,
         max_active_runs=1,
@@ -102,6 +105,19 @@ def training_dag(
     return dag
 
 
+def _schedule(config: ModelConfig, schedule: Any, retrain_on_drift: bool) -> Any:
+    if schedule != "from-config":
+        return schedule
+    if not retrain_on_drift:
+        return config.schedule
+    drift = drift_asset(config.name)
+    if not config.schedule:
+        return [drift]
+    return AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(config.schedule, timezone="UTC"), assets=[drift]
+    )
+
+
 def _doc(config: ModelConfig, config_file: str) -> str:
     return (
         f"### Training: `{config.name}`\n\n"
@@ -111,5 +127,7 @@ def _doc(config: ModelConfig, config_file: str) -> str:
         f"Promotion: `{config.evaluation.primary_metric}` must improve by "
         f"{config.evaluation.min_improvement}; thresholds {config.evaluation.thresholds}; "
         f"allowed regressions {config.evaluation.max_regression}.\n\n"
-        "Trigger with `data_uri` in the run conf to train on another file."
+        "Runs on its schedule and whenever drift is confirmed for this model (Asset "
+        f"`{drift_asset(config.name).uri}`). Trigger with `data_uri` in the run conf to train "
+        "on another file."
     )

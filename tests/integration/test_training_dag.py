@@ -14,7 +14,41 @@ MODEL = "demo_churn"
 
 
 @pytest.fixture(scope="module")
-def stack(mlflow_server, airflow_db, mlops_home, tmp_path_factory):
+def webhook():
+    """A receiver for lifecycle events, reached through the ``mlops_events`` connection."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    os.environ["AIRFLOW_CONN_MLOPS_EVENTS"] = json.dumps(
+        {"conn_type": "http", "host": f"http://127.0.0.1:{server.server_port}/events"}
+    )
+    yield received
+    os.environ.pop("AIRFLOW_CONN_MLOPS_EVENTS", None)
+    server.shutdown()
+
+
+def _events(mlops_home, kind):
+    from airflow_mlops.core.events import read_events
+
+    log = mlops_home / "events" / "events.jsonl"
+    return [e for e in read_events(log) if e["kind"] == kind and e["model"] == MODEL]
+
+
+@pytest.fixture(scope="module")
+def stack(mlflow_server, airflow_db, mlops_home, tmp_path_factory, webhook):
     """Airflow pointed at the MLflow server through an ``mlflow`` connection, demo data ready."""
     from airflow_mlops.core.demo_data import write_dataset
 
@@ -25,7 +59,7 @@ def stack(mlflow_server, airflow_db, mlops_home, tmp_path_factory):
     )
     from airflow_mlops.core.tracking import TrackingConfig
 
-    yield {"tracking": TrackingConfig(tracking_uri=mlflow_server), "data": data}
+    yield {"tracking": TrackingConfig(tracking_uri=mlflow_server), "data": data, "home": mlops_home}
     os.environ.pop("AIRFLOW_CONN_MLFLOW_DEFAULT", None)
 
 
@@ -62,6 +96,18 @@ def test_first_run_registers_and_promotes_v1(stack):
     assert float(tags["mlops.metric.roc_auc"]) > 0.7
     assert tags["mlops.evaluation.passed"] == "true"
     assert "mlops.trigger.type" in tags
+
+
+def test_first_run_recorded_lifecycle_events(stack, mlops_home, webhook):
+    registered = _events(mlops_home, "model_registered")
+    promoted = _events(mlops_home, "model_promoted")
+    assert [e["version"] for e in registered] == ["1"]
+    assert [e["version"] for e in promoted] == ["1"]
+    assert promoted[0]["source"]["task_id"] == "promote"
+    assert {(e["kind"], e["version"]) for e in webhook} >= {
+        ("model_registered", "1"),
+        ("model_promoted", "1"),
+    }
 
 
 def test_champion_loads_with_pyfunc_and_onnx_runtime_with_native_parity(stack):
@@ -116,6 +162,9 @@ def test_second_run_on_worse_data_registers_v2_but_keeps_champion(stack):
         "rejected"
     )
     assert v2.tags["mlops.data.uri"] == bad
+    rejected = _events(stack["home"], "promotion_rejected")
+    assert [e["version"] for e in rejected] == ["2"]
+    assert "roc_auc" in rejected[0]["message"]
 
 
 def test_bad_input_fails_at_prepare_and_registers_nothing(stack):

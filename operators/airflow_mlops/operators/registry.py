@@ -68,6 +68,17 @@ class RegisterModelOperator(MLOpsBaseOperator):
         )
         MLflowModelVersionLink.persist(context, version.get("version_url"))
         MLflowRunLink.persist(context, version.get("run_url"))
+        self.mlops_event = {
+            "kind": "model_registered",
+            "model": version["name"],
+            "version": version["version"],
+            "message": f"{version['name']} v{version['version']} registered as challenger",
+            "details": {
+                "metrics": (self.trained or {}).get("metrics"),
+                "evaluation": (self.evaluation or {}).get("summary"),
+                "run_id": version["run_id"],
+            },
+        }
         self.log.info(
             "registered %s v%s (aliases: %s) from run %s",
             version["name"],
@@ -127,6 +138,20 @@ class PromoteModelOperator(MLOpsBaseOperator):
             )
         except steps.GateFailed as exc:
             self.log.warning("%s", exc)
+            self.mlops_event = {
+                "kind": "promotion_rejected",
+                "model": self.registered["name"],
+                "version": self.registered["version"],
+                "message": str(exc),
+                "details": {"evaluation": (self.evaluation or {}).get("summary")},
+            }
             raise AirflowSkipException(str(exc)) from exc
         self.log.info("%s", result["message"])
+        self.mlops_event = {
+            "kind": "model_promoted",
+            "model": result["name"],
+            "version": result["version"],
+            "message": result["message"],
+            "details": {"previous_version": result["previous_version"]},
+        }
         return result
