@@ -1,0 +1,134 @@
+"""``/admin/routes``: read and change the traffic split at run time.
+
+``GET /admin/routes`` answers ``{"model", "routes": {version: percent}, "shadow", "loaded"}``.
+``PUT /admin/routes`` with ``{"routes": {version: weight}, "shadow": {...} | null,
+"sources": {version: source}}`` first loads every named version that is not loaded yet (from
+``sources`` in the body, else the configured source), then installs the new table in one
+reference swap: requests in flight finish on the table they started with, none is dropped. A
+version that fails to load is refused with 409 and the reason; the old routes stay. Bad weights
+or an unknown version without a source are 422. ``shadow`` absent keeps the current shadow;
+``null`` removes it.
+
+Admin endpoints are off with ``admin.enabled: false`` (404) and guarded by a token with
+``admin.token`` / ``admin.token_env`` (header ``X-Admin-Token``; 403 when wrong or absent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.core.config import ConfigError
+from airflow_mlops.serving import protocol
+from airflow_mlops.serving.config import normalise_routes, parse_shadow
+from airflow_mlops.serving.models import LoadedVersion, LoadError
+from airflow_mlops.serving.protocol import ProtocolError
+from airflow_mlops.serving.routing import RoutingTable
+
+if TYPE_CHECKING:
+    from airflow_mlops.serving.app import Receive, Scope, ScoringApp
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Admin"]
+
+_MAX_ADMIN_BODY = 65_536
+
+
+class Admin:
+    """The admin endpoints of one :class:`~airflow_mlops.serving.app.ScoringApp`."""
+
+    def __init__(self, app: ScoringApp) -> None:
+        self.app = app
+        self._lock = asyncio.Lock()
+
+    def routes_doc(self) -> dict[str, Any]:
+        """What ``GET /admin/routes`` answers."""
+        table = self.app.table
+        return {
+            "model": self.app.model,
+            "routes": table.percent(),
+            "shadow": table.shadow.to_dict() if table.shadow else None,
+            "loaded": sorted(self.app.versions),
+        }
+
+    async def handle(
+        self, scope: Scope, receive: Receive, method: str, path: str
+    ) -> tuple[int, dict[str, Any]]:
+        """Answer one admin request: ``(status, JSON document)``."""
+        spec = self.app.config.admin
+        if not spec.enabled:
+            return 404, _err("ENDPOINT_NOT_FOUND", f"{path}: admin endpoints are disabled")
+        token = spec.resolved_token
+        if token:
+            sent = next((v for k, v in scope["headers"] if k == b"x-admin-token"), b"")
+            if not hmac.compare_digest(sent, token.encode()):
+                return 403, _err("PERMISSION_DENIED", "admin endpoints need a valid X-Admin-Token")
+        if path != "/admin/routes":
+            return 404, _err("ENDPOINT_NOT_FOUND", f"no admin endpoint {path}")
+        if method == "GET":
+            return 200, self.routes_doc()
+        if method != "PUT":
+            return 405, _err("METHOD_NOT_ALLOWED", f"{method} {path}: use GET or PUT")
+        from airflow_mlops.serving.app import _read_body
+
+        try:
+            length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+            doc = protocol.loads(await _read_body(receive, length, _MAX_ADMIN_BODY))
+        except ProtocolError as exc:
+            return exc.status, _err(exc.error_code, exc.message)
+        async with self._lock:  # one change at a time; predictions are never blocked by it
+            return await self._put(doc)
+
+    async def _put(self, doc: Any) -> tuple[int, dict[str, Any]]:
+        app = self.app
+        if not isinstance(doc, dict) or "routes" not in doc:
+            return 422, _err(
+                protocol.INVALID,
+                "expected {'routes': {version: weight}, 'shadow': {...} | null, 'sources': {...}}",
+            )
+        unknown = sorted(set(doc) - {"routes", "shadow", "sources"})
+        if unknown:
+            return 422, _err(
+                protocol.INVALID,
+                f"unknown key(s) {unknown}; known: ['routes', 'shadow', 'sources']",
+            )
+        try:
+            weights = normalise_routes(doc["routes"], "routes")
+            shadow = parse_shadow(doc["shadow"], "shadow") if "shadow" in doc else app.table.shadow
+        except ConfigError as exc:
+            return 422, _err(protocol.INVALID, str(exc))
+        sources = doc.get("sources") or {}
+        if not isinstance(sources, dict):
+            return 422, _err(protocol.INVALID, "sources must map version -> source")
+        needed = list(weights) + ([shadow.version] if shadow else [])
+        to_load: dict[str, str] = {}
+        for v in needed:
+            if v in app.versions and str(v) not in sources:
+                continue
+            source = sources.get(v) or app.sources.get(v)
+            if not source:
+                return 422, _err(
+                    protocol.INVALID,
+                    f"version {v!r} is not loaded and has no source (give one in 'sources')",
+                )
+            to_load[v] = str(source)
+        loaded: dict[str, LoadedVersion] = {}
+        for v, source in to_load.items():
+            try:
+                loaded[v] = await asyncio.to_thread(app.load, v, source)
+            except LoadError as exc:
+                log.warning("admin: refused routes %s: %s", weights, exc)
+                return 409, _err(
+                    "VERSION_LOAD_FAILED", f"{exc}; routes unchanged: {app.table.percent()}"
+                )
+        app.sources.update(to_load)
+        app.swap({**app.versions, **loaded}, RoutingTable(weights, shadow))
+        log.info("admin: routes now %s, shadow %s", app.table.percent(), shadow)
+        return 200, self.routes_doc()
+
+
+def _err(code: str, message: str) -> dict[str, Any]:
+    return {"error_code": code, "message": message}

@@ -1,0 +1,296 @@
+"""Serving options: which versions, how traffic is split, what is captured, what is refused.
+
+The same mapping is read from a JSON/YAML file, from the ``serving`` section of a model config,
+or built from CLI flags (``airflow-mlops serve``). An empty mapping plus a model name and one
+version is a working config.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from airflow_mlops.core.config import ConfigError
+
+__all__ = [
+    "AdminSpec",
+    "CaptureSpec",
+    "LimitsSpec",
+    "ServingConfig",
+    "ShadowSpec",
+    "load_serving_config",
+    "normalise_routes",
+    "parse_shadow",
+]
+
+
+def _monitoring_dir() -> str:
+    return str(Path(os.environ.get("MLOPS_HOME", ".mlops")) / "monitoring")
+
+
+@dataclass(frozen=True)
+class ShadowSpec:
+    """Mirror a share of requests to ``version``; its answers are recorded, never returned.
+
+    :param version: the shadow version (must be loaded).
+    :param share: the share of requests mirrored, 0..1.
+    """
+
+    version: str
+    share: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "share": self.share}
+
+
+@dataclass(frozen=True)
+class CaptureSpec:
+    """Request capture to Parquet in the monitoring layout.
+
+    :param dir: the monitoring folder (``{dir}/model=.../source=online/...``); ``None`` or an
+        empty string switches capture off. Default: ``${MLOPS_HOME}/monitoring``.
+    :param sample_rate: share of rows captured, 0..1 (0 switches capture off).
+    :param chunk_rows: a file is written when this many rows of one version and day are
+        buffered (bounds file size and memory).
+    :param max_seconds: a partial chunk is written after this many seconds.
+    :param queue_size: requests waiting for the writer thread; beyond it rows are dropped and
+        counted (``mlops_capture_dropped_total``), never waited for.
+    """
+
+    dir: str | None = field(default_factory=_monitoring_dir)
+    sample_rate: float = 0.1
+    chunk_rows: int = 10_000
+    max_seconds: float = 60.0
+    queue_size: int = 10_000
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.dir) and self.sample_rate > 0
+
+
+@dataclass(frozen=True)
+class LimitsSpec:
+    """Request limits.
+
+    :param max_body_bytes: largest request body (checked on Content-Length and while reading).
+    :param max_rows: most rows in one request.
+    """
+
+    max_body_bytes: int = 1_048_576
+    max_rows: int = 1_000
+
+
+@dataclass(frozen=True)
+class AdminSpec:
+    """The ``/admin/*`` endpoints.
+
+    :param enabled: ``False`` answers 404 on every admin path.
+    :param token: when set, admin requests must send ``X-Admin-Token: <token>`` (403 else).
+        ``token_env`` names an environment variable to read it from instead.
+    """
+
+    enabled: bool = True
+    token: str | None = None
+    token_env: str | None = None
+
+    @property
+    def resolved_token(self) -> str | None:
+        if self.token:
+            return self.token
+        return os.environ.get(self.token_env) if self.token_env else None
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """Everything the scoring server needs.
+
+    :param model: the model name answered on ``/v2/models/{model}``.
+    :param versions: ``{version: source}``; a source is ``models:/<name>/<version>`` or a local
+        model folder (``model.onnx`` + ``model.json``).
+    :param routes: ``{version: weight}``; non-negative, normalised; default: all traffic to the
+        highest version.
+    :param shadow: an optional shadow version and share.
+    :param capture: request capture.
+    :param limits: request limits.
+    :param admin: admin endpoints.
+    :param host: bind address (loopback by default).
+    :param port: TCP port.
+    :param tracking_uri: MLflow for ``models:/`` sources (default: ``MLFLOW_TRACKING_URI``).
+    :param threads: ONNX Runtime intra-op threads per version (1: requests are small, the
+        event loop is the parallelism).
+    :param extra_columns: ``ignore`` (MLflow behaviour: key columns may ride along) or
+        ``reject`` columns the signature does not name.
+    :param cache_dir: where ``models:/`` versions are downloaded (default: a temporary folder).
+    """
+
+    model: str
+    versions: dict[str, str]
+    routes: dict[str, float] = field(default_factory=dict)
+    shadow: ShadowSpec | None = None
+    capture: CaptureSpec = field(default_factory=CaptureSpec)
+    limits: LimitsSpec = field(default_factory=LimitsSpec)
+    admin: AdminSpec = field(default_factory=AdminSpec)
+    host: str = "127.0.0.1"
+    port: int = 8080
+    tracking_uri: str | None = None
+    threads: int = 1
+    extra_columns: str = "ignore"
+    cache_dir: str | None = None
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None, source: str = "<serving>") -> ServingConfig:
+        """Build and check a config; errors name the key and ``source``."""
+        raw = dict(raw or {})
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown serving key(s) {unknown}; known: {sorted(known)}")
+        model = raw.get("model")
+        if not model or not isinstance(model, str):
+            raise ConfigError(f"{source}: serving.model must name the model, got {model!r}")
+        versions = raw.get("versions") or {}
+        if not isinstance(versions, dict) or not versions:
+            raise ConfigError(f"{source}: serving.versions must map version -> source (non-empty)")
+        versions = {str(k): str(v) for k, v in versions.items()}
+        routes_raw = raw.get("routes") or {_highest(versions): 1.0}
+        routes = normalise_routes(routes_raw, f"{source}: serving.routes")
+        for v in routes:
+            if v not in versions:
+                raise ConfigError(
+                    f"{source}: serving.routes names version {v!r} with no source in "
+                    f"serving.versions ({sorted(versions)})"
+                )
+        shadow = parse_shadow(raw.get("shadow"), f"{source}: serving.shadow")
+        if shadow and shadow.version not in versions:
+            raise ConfigError(
+                f"{source}: serving.shadow.version {shadow.version!r} has no source in "
+                f"serving.versions ({sorted(versions)})"
+            )
+        capture = _section(CaptureSpec, raw.get("capture"), f"{source}: serving.capture")
+        if not 0 <= capture.sample_rate <= 1:
+            raise ConfigError(
+                f"{source}: serving.capture.sample_rate must be within 0..1, "
+                f"got {capture.sample_rate}"
+            )
+        if capture.chunk_rows < 1 or capture.max_seconds <= 0 or capture.queue_size < 1:
+            raise ConfigError(
+                f"{source}: serving.capture chunk_rows, max_seconds and queue_size must be > 0"
+            )
+        limits = _section(LimitsSpec, raw.get("limits"), f"{source}: serving.limits")
+        if limits.max_body_bytes < 64 or limits.max_rows < 1:
+            raise ConfigError(
+                f"{source}: serving.limits max_body_bytes must be >= 64 and max_rows >= 1, got "
+                f"{limits.max_body_bytes} and {limits.max_rows}"
+            )
+        extra = raw.get("extra_columns", "ignore")
+        if extra not in ("ignore", "reject"):
+            raise ConfigError(
+                f"{source}: serving.extra_columns must be ignore|reject, got {extra!r}"
+            )
+        return cls(
+            model=model,
+            versions=versions,
+            routes=routes,
+            shadow=shadow,
+            capture=capture,
+            limits=limits,
+            admin=_section(AdminSpec, raw.get("admin"), f"{source}: serving.admin"),
+            host=str(raw.get("host", "127.0.0.1")),
+            port=int(raw.get("port", 8080)),
+            tracking_uri=raw.get("tracking_uri"),
+            threads=int(raw.get("threads", 1)),
+            extra_columns=extra,
+            cache_dir=raw.get("cache_dir"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict that :meth:`from_dict` reads back."""
+        from dataclasses import asdict
+
+        out = asdict(self)
+        out["shadow"] = self.shadow.to_dict() if self.shadow else None
+        return out
+
+    def with_overrides(self, **changes: Any) -> ServingConfig:
+        """A copy with some fields replaced (CLI flags over a file)."""
+        return replace(self, **changes)
+
+
+def _highest(versions: dict[str, str]) -> str:
+    return max(versions, key=lambda v: (v.isdigit(), int(v) if v.isdigit() else 0, v))
+
+
+def _section(cls: type, raw: Any, where: str) -> Any:
+    if raw is None:
+        return cls()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    try:
+        return cls(**raw)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def normalise_routes(raw: Any, where: str = "routes") -> dict[str, float]:
+    """``{"1": 90, "2": 10}`` -> ``{"1": 0.9, "2": 0.1}``; errors name the version and value.
+
+    Weights are non-negative finite numbers with a positive sum; a zero weight keeps a version
+    loaded (reachable by its forced-version path) without routed traffic.
+    """
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(f"{where}: expected a non-empty mapping version -> weight, got {raw!r}")
+    weights: dict[str, float] = {}
+    for version, weight in raw.items():
+        if isinstance(weight, bool) or not isinstance(weight, int | float):
+            raise ConfigError(
+                f"{where}: weight of version {version!r} must be a number, got {weight!r}"
+            )
+        if not math.isfinite(weight) or weight < 0:
+            raise ConfigError(f"{where}: weight of version {version!r} must be >= 0, got {weight}")
+        weights[str(version)] = float(weight)
+    total = sum(weights.values())
+    if total <= 0:
+        raise ConfigError(
+            f"{where}: weights sum to 0; at least one version needs a positive weight"
+        )
+    return {v: w / total for v, w in weights.items()}
+
+
+def parse_shadow(raw: Any, where: str = "shadow") -> ShadowSpec | None:
+    """``None``, ``{"version": "2", "share": 0.5}`` -> a :class:`ShadowSpec` (checked)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or "version" not in raw:
+        raise ConfigError(f"{where}: expected null or {{'version': v, 'share': 0..1}}, got {raw!r}")
+    unknown = sorted(set(raw) - {"version", "share"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: ['share', 'version']")
+    share = raw.get("share", 1.0)
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+        raise ConfigError(f"{where}: share must be a number within 0..1, got {share!r}")
+    return ShadowSpec(version=str(raw["version"]), share=float(share))
+
+
+def load_serving_config(path: str | os.PathLike[str]) -> ServingConfig:
+    """Read a serving config from a JSON or YAML file.
+
+    A full model config (with a ``serving:`` section) is accepted too: the section is used.
+    """
+    text = Path(path).read_text()
+    if str(path).endswith(".json"):
+        raw = json.loads(text)
+    else:
+        import yaml
+
+        raw = yaml.safe_load(text)
+    if isinstance(raw, dict) and "serving" in raw and "versions" not in raw:
+        raw = raw["serving"]
+    return ServingConfig.from_dict(raw, str(path))

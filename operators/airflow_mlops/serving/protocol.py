@@ -1,0 +1,460 @@
+"""Request parsing and validation: the MLflow scoring protocol and the Open Inference Protocol.
+
+Both protocols end in the same place: a ``{column: [values]}`` mapping checked against the
+answering version's signature and turned into the ONNX feed (``core/onnx.py`` contract).
+
+Validation rules (a violation is a 4xx whose message names the column and the first bad row):
+
+- every feature column must be present; extra columns are ignored (as ``mlflow models serve``
+  does, so key columns may ride along) or refused with ``extra_columns: reject``;
+- numeric columns take JSON numbers; ``null`` (or NaN) means missing and the model imputes it,
+  except in ``long`` columns: an integer column had no missing values in training (pandas would
+  have made it float), so a missing value there is refused, as MLflow's schema check does;
+  strings, booleans, nested values and infinities are refused; ``long`` columns also refuse
+  non-integral numbers;
+- categorical columns take strings; ``null`` means missing (fed as ``""``); numbers are refused,
+  not coerced: ``1`` and ``"1"`` and ``1.0`` would silently become different categories;
+- at most ``max_rows`` rows; the body size is limited before parsing (see ``app.py``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from airflow_mlops.serving.models import ModelMeta
+
+try:  # orjson is ~3x faster on small documents; the stdlib is the fallback.
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    _orjson = None
+import json as _json
+
+__all__ = [
+    "ColumnBatch",
+    "Feed",
+    "ProtocolError",
+    "build_feed",
+    "dumps",
+    "loads",
+    "mlflow_columns",
+    "mlflow_response",
+    "v2_columns",
+    "v2_metadata",
+    "v2_response",
+]
+
+INVALID = "INVALID_PARAMETER_VALUE"
+LIMIT = "RESOURCE_LIMIT_EXCEEDED"
+MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+_NONE = type(None)
+_NUMBER_TYPES: frozenset[type] = frozenset({int, float, _NONE})
+_STRING_TYPES: frozenset[type] = frozenset({str, _NONE})
+_V2_NUMERIC = frozenset(
+    {
+        "FP16",
+        "FP32",
+        "FP64",
+        "INT8",
+        "INT16",
+        "INT32",
+        "INT64",
+        "UINT8",
+        "UINT16",
+        "UINT32",
+        "UINT64",
+    }
+)
+
+
+class ProtocolError(Exception):
+    """A request the server refuses; ``status`` is the HTTP code, the message names the field."""
+
+    def __init__(
+        self,
+        message: str,
+        status: int = 400,
+        error_code: str = INVALID,
+        reason: str = "invalid_input",
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.error_code = error_code
+        self.reason = reason
+
+
+def loads(body: bytes) -> Any:
+    """Parse a JSON body; malformed JSON is a 400 naming the position."""
+    try:
+        if _orjson is not None:
+            return _orjson.loads(body)
+        return _json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"malformed JSON body: {exc}", reason="malformed_json") from exc
+
+
+def dumps(obj: Any) -> bytes:
+    """Serialise a response document."""
+    if _orjson is not None:
+        return _orjson.dumps(obj)
+    return _json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+
+
+@dataclass
+class ColumnBatch:
+    """Parsed request rows, column-wise (values as JSON gave them)."""
+
+    columns: dict[str, list[Any]]
+    rows: int
+    request_id: str | None = None
+    outputs: tuple[str, ...] | None = None
+
+
+@dataclass
+class Feed:
+    """The ONNX feed plus the checked values kept for capture."""
+
+    inputs: dict[str, np.ndarray]
+    numeric: np.ndarray  # float64 [n_numeric, rows]; NaN = missing
+    categorical: list[list[Any]]  # per categorical column, str or None
+    rows: int
+
+
+def _check_rows(rows: int, max_rows: int) -> None:
+    if rows > max_rows:
+        raise ProtocolError(
+            f"too many rows: {rows} (limit {max_rows}); split the request",
+            status=413,
+            error_code=LIMIT,
+            reason="too_many_rows",
+        )
+    if rows == 0:
+        raise ProtocolError("the request has no rows", reason="no_rows")
+
+
+def _records(records: Any, where: str, max_rows: int) -> ColumnBatch:
+    if not isinstance(records, list):
+        raise ProtocolError(f"{where}: expected a list of records, got {type(records).__name__}")
+    _check_rows(len(records), max_rows)
+    names: dict[str, None] = {}
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            raise ProtocolError(f"{where}[{i}]: expected an object, got {type(rec).__name__}")
+        if i == 0 or rec.keys() != names.keys():
+            names.update(dict.fromkeys(rec))
+    missing = _Missing
+    return ColumnBatch({c: [r.get(c, missing) for r in records] for c in names}, len(records))
+
+
+def _columnar(data: dict[str, Any], where: str, max_rows: int) -> ColumnBatch:
+    columns: dict[str, list[Any]] = {}
+    rows = None
+    for name, values in data.items():
+        values = values if isinstance(values, list) else [values]
+        if rows is None:
+            rows = len(values)
+            _check_rows(rows, max_rows)
+        elif len(values) != rows:
+            raise ProtocolError(
+                f"{where}: column {name!r} has {len(values)} values, the first column {rows}"
+            )
+        columns[str(name)] = values
+    if rows is None:
+        raise ProtocolError(f"{where}: no columns")
+    return ColumnBatch(columns, rows)
+
+
+class _MissingType:
+    """A value absent from one record (distinct from ``null``)."""
+
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+_Missing = _MissingType()
+
+
+def mlflow_columns(doc: Any, max_rows: int) -> ColumnBatch:
+    """Columns from an MLflow scoring request (``dataframe_split``, ``dataframe_records``,
+    ``instances`` or ``inputs``; a ``params`` key is accepted and ignored)."""
+    if not isinstance(doc, dict):
+        raise ProtocolError(
+            f"expected a JSON object with one of the keys {list(MLFLOW_FORMATS)}, "
+            f"got a {type(doc).__name__}"
+        )
+    keys = [k for k in doc if k in MLFLOW_FORMATS]
+    others = [k for k in doc if k not in MLFLOW_FORMATS and k != "params"]
+    if len(keys) != 1 or others:
+        raise ProtocolError(
+            f"the request must have exactly one of the keys {list(MLFLOW_FORMATS)}; got keys "
+            f"{list(doc)}"
+        )
+    key = keys[0]
+    data = doc[key]
+    if key == "dataframe_split":
+        if not isinstance(data, dict) or not isinstance(data.get("columns"), list):
+            raise ProtocolError("dataframe_split: expected {'columns': [...], 'data': [[...]]}")
+        names = [str(c) for c in data["columns"]]
+        rows = data.get("data")
+        if not isinstance(rows, list):
+            raise ProtocolError("dataframe_split.data: expected a list of rows")
+        _check_rows(len(rows), max_rows)
+        width = len(names)
+        for i, row in enumerate(rows):
+            if not isinstance(row, list) or len(row) != width:
+                raise ProtocolError(
+                    f"dataframe_split.data[{i}]: expected a list of {width} values "
+                    f"(one per column), got {row!r:.80}"
+                )
+        return ColumnBatch({c: [r[j] for r in rows] for j, c in enumerate(names)}, len(rows))
+    if key == "dataframe_records":
+        return _records(data, key, max_rows)
+    if isinstance(data, list):
+        if data and all(isinstance(r, dict) for r in data):
+            return _records(data, key, max_rows)
+        raise ProtocolError(
+            f"{key}: expected a list of records or an object of columns; tensor input is not "
+            "supported by this tabular model"
+        )
+    if isinstance(data, dict):
+        return _columnar(data, key, max_rows)
+    raise ProtocolError(f"{key}: expected records or columns, got {type(data).__name__}")
+
+
+def _flatten(data: list[Any]) -> list[Any]:
+    if data and isinstance(data[0], list):
+        return list(itertools.chain.from_iterable(data))
+    return data
+
+
+def v2_columns(doc: Any, meta: ModelMeta, max_rows: int) -> ColumnBatch:
+    """Columns from an Open Inference Protocol request: one input tensor per feature column,
+    shape ``[N]`` or ``[N, 1]``, ``BYTES`` for categorical and a numeric datatype otherwise."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list):
+        raise ProtocolError("expected a JSON object with an 'inputs' list of tensors")
+    numeric = set(meta.numeric_features)
+    categorical = set(meta.categorical_features)
+    columns: dict[str, list[Any]] = {}
+    rows = None
+    for i, tensor in enumerate(doc["inputs"]):
+        if not isinstance(tensor, dict) or "name" not in tensor or "data" not in tensor:
+            raise ProtocolError(f"inputs[{i}]: expected {{'name', 'shape', 'datatype', 'data'}}")
+        name = str(tensor["name"])
+        datatype = str(tensor.get("datatype", ""))
+        if name in numeric and datatype not in _V2_NUMERIC:
+            raise ProtocolError(
+                f"input {name!r}: datatype {datatype!r} for a numeric column; use FP32/FP64/INT64"
+            )
+        if name in categorical and datatype != "BYTES":
+            raise ProtocolError(
+                f"input {name!r}: datatype {datatype!r} for a categorical column; use BYTES"
+            )
+        data = tensor["data"]
+        data = _flatten(data) if isinstance(data, list) else [data]
+        shape = tensor.get("shape")
+        if (
+            not isinstance(shape, list)
+            or not shape
+            or math.prod(int(s) for s in shape) != len(data)
+            or (len(shape) == 2 and shape[1] != 1)
+            or len(shape) > 2
+        ):
+            raise ProtocolError(
+                f"input {name!r}: shape {shape!r} must be [N] or [N, 1] and hold its "
+                f"{len(data)} values"
+            )
+        if rows is None:
+            rows = len(data)
+            _check_rows(rows, max_rows)
+        elif len(data) != rows:
+            raise ProtocolError(f"input {name!r}: {len(data)} rows, the first input has {rows}")
+        columns[name] = data
+    if rows is None:
+        raise ProtocolError("'inputs' is empty")
+    outputs = doc.get("outputs")
+    wanted = None
+    if outputs is not None:
+        if not isinstance(outputs, list):
+            raise ProtocolError("'outputs' must be a list of {'name': ...}")
+        wanted = tuple(str(o.get("name")) if isinstance(o, dict) else str(o) for o in outputs)
+        unknown = [o for o in wanted if o not in ("label", "probabilities")]
+        if unknown:
+            raise ProtocolError(f"unknown output(s) {unknown}; outputs: label, probabilities")
+    rid = doc.get("id")
+    return ColumnBatch(columns, rows, str(rid) if rid is not None else None, wanted)
+
+
+def _first_bad(values: Sequence[Any], allowed: frozenset[type]) -> tuple[int, Any]:
+    for i, v in enumerate(values):
+        if type(v) not in allowed:
+            return i, v
+    return -1, None  # pragma: no cover - only called when a bad value exists
+
+
+def build_feed(batch: ColumnBatch, meta: ModelMeta, extra_columns: str = "ignore") -> Feed:
+    """Check ``batch`` against ``meta`` and build the ONNX feed (rules in the module docstring)."""
+    cols = batch.columns
+    wanted = (*meta.numeric_features, *meta.categorical_features)
+    missing = [c for c in wanted if c not in cols]
+    extra = [c for c in cols if c not in meta.input_types]
+    if missing:
+        hint = f"; unexpected column(s) {extra}" if extra else ""
+        raise ProtocolError(f"missing column(s) {missing}{hint}", reason="missing_column")
+    if extra and extra_columns == "reject":
+        raise ProtocolError(
+            f"unexpected column(s) {extra}; expected {list(wanted)}", reason="unexpected_column"
+        )
+    rows = batch.rows
+    numeric_values = [cols[c] for c in meta.numeric_features]
+    flat = list(itertools.chain.from_iterable(numeric_values))
+    if not set(map(type, flat)) <= _NUMBER_TYPES:
+        for name, values in zip(meta.numeric_features, numeric_values, strict=True):
+            i, bad = _first_bad(values, _NUMBER_TYPES)
+            if i >= 0:
+                what = "absent" if bad is _Missing else f"{type(bad).__name__} {bad!r:.40}"
+                raise ProtocolError(
+                    f"column {name!r} row {i}: expected a number (or null), got {what}",
+                    reason="wrong_type",
+                )
+    try:
+        matrix = np.array(numeric_values, dtype=np.float64).reshape(len(numeric_values), rows)
+    except (OverflowError, ValueError) as exc:
+        raise ProtocolError(f"numeric columns: {exc}", reason="wrong_type") from exc
+    if len(flat):
+        _check_numeric(matrix, meta)
+    f32 = matrix.astype(np.float32)
+    inputs: dict[str, np.ndarray] = {
+        name: f32[i].reshape(rows, 1) for i, name in enumerate(meta.numeric_features)
+    }
+    categorical: list[list[Any]] = []
+    for name in meta.categorical_features:
+        values = cols[name]
+        kinds = set(map(type, values))
+        if not kinds <= _STRING_TYPES:
+            i, bad = _first_bad(values, _STRING_TYPES)
+            what = "absent" if bad is _Missing else f"{type(bad).__name__} {bad!r:.40}"
+            raise ProtocolError(
+                f"column {name!r} row {i}: expected a string (or null), got {what}",
+                reason="wrong_type",
+            )
+        categorical.append(values)
+        arr = np.array(values, dtype=object).reshape(rows, 1)
+        if _NONE in kinds:
+            arr[arr == None] = ""  # noqa: E711 - elementwise comparison on an object array
+        inputs[name] = arr
+    return Feed(inputs, matrix, categorical, rows)
+
+
+def _check_numeric(matrix: np.ndarray, meta: ModelMeta) -> None:
+    finite = np.isfinite(matrix)
+    if finite.all():
+        nan = None
+    else:
+        inf = np.isinf(matrix)
+        if inf.any():
+            c, r = np.argwhere(inf)[0]
+            raise ProtocolError(
+                f"column {meta.numeric_features[c]!r} row {r}: infinite values are not allowed",
+                reason="not_finite",
+            )
+        nan = ~finite
+    for c, name in enumerate(meta.numeric_features):
+        if meta.input_types.get(name) not in ("long", "integer"):
+            continue
+        if nan is not None and nan[c].any():
+            r = int(np.argmax(nan[c]))
+            raise ProtocolError(
+                f"column {name!r} row {r}: null/NaN is not allowed in an integer (long) column",
+                reason="missing_value",
+            )
+        row = matrix[c]
+        frac = row != np.trunc(row)
+        if frac.any():
+            r = int(np.argmax(frac))
+            raise ProtocolError(
+                f"column {name!r} row {r}: expected an integer, got {row[r]!r}",
+                reason="wrong_type",
+            )
+
+
+def mlflow_response(labels: np.ndarray, proba: np.ndarray, classes: Sequence[Any]) -> bytes:
+    """``{"predictions": [{"label": .., "probability_<c>": .., ...}, ...]}`` as
+    ``mlflow models serve`` answers for the registered pyfunc (float64 probabilities)."""
+    keys = [f"probability_{c}" for c in classes]
+    probs = proba.astype(np.float64).tolist()
+    preds = [
+        {"label": label, **dict(zip(keys, p, strict=True))}
+        for label, p in zip(labels.tolist(), probs, strict=True)
+    ]
+    return dumps({"predictions": preds})
+
+
+def v2_response(
+    name: str,
+    version: str,
+    batch: ColumnBatch,
+    labels: np.ndarray,
+    proba: np.ndarray,
+    label_kind: str,
+) -> bytes:
+    """An Open Inference Protocol response: ``label`` [N] and ``probabilities`` [N, C]."""
+    outputs = []
+    wanted = batch.outputs or ("label", "probabilities")
+    if "label" in wanted:
+        outputs.append(
+            {
+                "name": "label",
+                "datatype": "BYTES" if label_kind == "string" else "INT64",
+                "shape": [int(labels.shape[0])],
+                "data": labels.tolist(),
+            }
+        )
+    if "probabilities" in wanted:
+        outputs.append(
+            {
+                "name": "probabilities",
+                "datatype": "FP32",
+                "shape": [int(proba.shape[0]), int(proba.shape[1])],
+                "data": proba.astype(np.float64).reshape(-1).tolist(),
+            }
+        )
+    doc: dict[str, Any] = {"model_name": name, "model_version": version, "outputs": outputs}
+    if batch.request_id is not None:
+        doc["id"] = batch.request_id
+    return dumps(doc)
+
+
+def v2_metadata(name: str, meta: ModelMeta, versions: Sequence[str], label_kind: str) -> dict:
+    """Model metadata (Open Inference Protocol): inputs with datatypes, outputs, classes."""
+    inputs = [
+        {
+            "name": c,
+            "datatype": "INT64" if meta.input_types.get(c) in ("long", "integer") else "FP64",
+            "shape": [-1, 1],
+        }
+        for c in meta.numeric_features
+    ]
+    inputs += [
+        {"name": c, "datatype": "BYTES", "shape": [-1, 1]} for c in meta.categorical_features
+    ]
+    return {
+        "name": name,
+        "versions": list(versions),
+        "platform": "onnxruntime_onnx",
+        "inputs": inputs,
+        "outputs": [
+            {
+                "name": "label",
+                "datatype": "BYTES" if label_kind == "string" else "INT64",
+                "shape": [-1],
+            },
+            {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(meta.classes)]},
+        ],
+        "parameters": {"classes": list(meta.classes)},
+    }
