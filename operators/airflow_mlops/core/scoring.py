@@ -1,0 +1,588 @@
+"""Batch scoring with ONNX Runtime: stream a partition through one session, write atomically.
+
+:func:`score_partition` reads a Parquet or CSV partition (a file, a folder, a hive dataset; local
+or fsspec) one row group at a time, builds the float32 / string inputs straight from Arrow
+(:mod:`airflow_mlops.core.scoring_io`), runs them through one ONNX Runtime session whose thread
+count is the number of cores the process may use, and writes
+
+- the output: key columns + ``prediction`` + ``probability_<class>`` (float32, as computed) +
+  ``model_name`` + ``model_version`` + ``scored_at`` (one timestamp per partition run);
+- the rejects (rows that cannot be scored, with ``reject_reason`` and the raw values as text);
+- a bounded, seeded sample of inputs + predictions in the monitoring layout
+  ``{monitoring_dir}/model=<name>/source=batch/version=<v>/date=<date>/<partition>.parquet``.
+
+Outputs are written to a temporary name in their folder and renamed when complete, so a failed
+or retried run never leaves half a file, and re-running a partition replaces its files. Output
+rows + rejected rows = input rows, always (checked before the rename).
+
+An input with no rows is not an error: the result says 0 rows and an empty output file (with
+the full schema) is written, so downstream readers of the date see the partition was scored.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import resource
+import time
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from airflow_mlops.core.config import ConfigError
+from airflow_mlops.core.data import atomic_output, write_parquet_atomic
+from airflow_mlops.core.model_ref import ResolvedModel
+from airflow_mlops.core.scoring_io import (
+    InputSource,
+    LazyWriter,
+    Reservoir,
+    ScoringError,
+    build_feed,
+    join,
+    key_column,
+    rejects_batch,
+    rejects_schema,
+    remove_if_exists,
+    sample_table,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "ScoreResult",
+    "ScoringError",
+    "ScoringSpec",
+    "available_cores",
+    "default_rejects_uri",
+    "list_partitions",
+    "partition_name",
+    "score_partition",
+    "summarize",
+]
+
+DEFAULT_BATCH_ROWS = 65_536
+DEFAULT_SAMPLE_ROWS = 5_000
+
+
+@dataclass(frozen=True)
+class ScoringSpec:
+    """The ``scoring:`` section of a model config (every key optional).
+
+    :param input_uri: folder holding one ``date=YYYY-MM-DD`` folder per day, each with the
+        day's partitions (files or sub-folders); default ``${MLOPS_HOME}/data/<name>/incoming``.
+    :param output_uri: folder receiving ``date=YYYY-MM-DD/<partition>.parquet``; default
+        ``${MLOPS_HOME}/scored/<name>``.
+    :param model: alias or version to score with (``champion``), or a ``models:/`` URI.
+    :param key_columns: columns copied to the output (default: the config's data.key_columns).
+    :param batch_rows: most rows fed to ONNX Runtime at once (bounds memory).
+    :param threads: intra-op threads (``None``: the cores available to the task).
+    :param sample_rows: rows kept per partition for drift monitoring (0: none).
+    :param monitoring_dir: root of the monitoring layout (default ``${MLOPS_HOME}/monitoring``).
+    :param progress_seconds: how often progress is logged.
+    :param schedule: cron expression or preset of the scoring DAG.
+    :param format: ``auto``, ``parquet`` or ``csv``.
+    """
+
+    input_uri: str | None = None
+    output_uri: str | None = None
+    model: str = "champion"
+    key_columns: tuple[str, ...] | None = None
+    batch_rows: int = DEFAULT_BATCH_ROWS
+    threads: int | None = None
+    sample_rows: int = DEFAULT_SAMPLE_ROWS
+    monitoring_dir: str | None = None
+    progress_seconds: float = 30.0
+    schedule: str | None = "@daily"
+    format: str = "auto"
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None, source: str = "<config>") -> ScoringSpec:
+        """Check and build the section; an empty or missing section gives the defaults."""
+        raw = dict(raw or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(
+                f"{source}: scoring: unknown key(s) {unknown}; known keys: {sorted(known)}"
+            )
+        if raw.get("key_columns") is not None:
+            keys = raw["key_columns"]
+            if isinstance(keys, str) or not isinstance(keys, list | tuple):
+                raise ConfigError(f"{source}: scoring.key_columns: expected a list, got {keys!r}")
+            raw["key_columns"] = tuple(str(k) for k in keys)
+        spec = cls(**raw)
+        for key, low in (("batch_rows", 1), ("sample_rows", 0)):
+            value = getattr(spec, key)
+            if not isinstance(value, int) or value < low:
+                raise ConfigError(
+                    f"{source}: scoring.{key} must be an integer >= {low}, got {value!r}"
+                )
+        if spec.threads is not None and (not isinstance(spec.threads, int) or spec.threads < 1):
+            raise ConfigError(f"{source}: scoring.threads must be a positive integer or null")
+        if spec.format not in ("auto", "parquet", "csv"):
+            raise ConfigError(f"{source}: scoring.format must be auto, parquet or csv")
+        if not spec.progress_seconds > 0:
+            raise ConfigError(f"{source}: scoring.progress_seconds must be > 0")
+        return spec
+
+    def input_base(self, model_name: str) -> str:
+        return self.input_uri or join(_home(), "data", model_name, "incoming")
+
+    def output_base(self, model_name: str) -> str:
+        return self.output_uri or join(_home(), "scored", model_name)
+
+    def monitoring_root(self) -> str:
+        return self.monitoring_dir or join(_home(), "monitoring")
+
+
+def _home() -> str:
+    return os.environ.get("MLOPS_HOME", ".mlops")
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """What scoring one partition did (JSON-able through :meth:`to_dict`).
+
+    :param input_uri: the partition read.
+    :param output_uri: the predictions file written.
+    :param rejects_uri: the rejects file (``None`` when no row was rejected).
+    :param rows_in: rows read; always ``rows_out + rows_rejected``.
+    :param rows_out: rows scored and written.
+    :param rows_rejected: rows written to the rejects file.
+    :param model_name: the registered model scored with.
+    :param model_version: its concrete version.
+    :param seconds: wall time from opening the input to the rename of the outputs.
+    :param rows_per_second: ``rows_in / seconds``.
+    :param peak_rss_mb: peak resident memory of the process so far (``ru_maxrss``).
+    :param sample_uri: the monitoring sample (``None`` when sampling is off or no row scored).
+    """
+
+    input_uri: str
+    output_uri: str
+    rejects_uri: str | None
+    rows_in: int
+    rows_out: int
+    rows_rejected: int
+    model_name: str
+    model_version: str
+    seconds: float
+    rows_per_second: float
+    peak_rss_mb: float
+    sample_uri: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict of every field (small enough for XCom)."""
+        return asdict(self)
+
+
+def available_cores() -> int:
+    """Cores this process may run on: CPU affinity, capped by a cgroup v2 CPU quota."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def partition_name(input_uri: str) -> str:
+    """A file-name-safe name for a partition: its last path part without a data suffix."""
+    base = input_uri.rstrip("/").rsplit("/", 1)[-1]
+    for suffix in (".parquet", ".csv.gz", ".csv"):
+        base = base.removesuffix(suffix)
+    return re.sub(r"[^A-Za-z0-9_.=-]", "_", base) or "partition"
+
+
+def default_rejects_uri(output_uri: str) -> str:
+    """``out/date=d/part-0.parquet`` → ``out/date=d/_rejects/part-0.parquet``.
+
+    The ``_`` folder is skipped by readers of the output folder (``load_frame``), so rejects
+    never mix with predictions.
+    """
+    parent, _, base = output_uri.rstrip("/").rpartition("/")
+    return join(parent, "_rejects", base) if parent else join("_rejects", base)
+
+
+def _output_schema(
+    keys: list[str], key_types: dict[str, pa.DataType], label_type: pa.DataType, classes: Any
+) -> pa.Schema:
+    out = [pa.field(k, key_types.get(k, pa.string())) for k in keys]
+    out.append(pa.field("prediction", label_type))
+    out += [pa.field(f"probability_{c}", pa.float32()) for c in classes]
+    out += [
+        pa.field("model_name", pa.string()),
+        pa.field("model_version", pa.string()),
+        pa.field("scored_at", pa.timestamp("us", tz="UTC")),
+    ]
+    return pa.schema(out)
+
+
+def _label_type(session: Any) -> pa.DataType:
+    out = {o.name: o.type for o in session.get_outputs()}
+    return pa.string() if out.get("label") == "tensor(string)" else pa.int64()
+
+
+class _Progress:
+    def __init__(self, label: str, every: float, total: int | None) -> None:
+        self.label, self.every, self.total = label, every, total
+        self.start = self.last = time.perf_counter()
+
+    def tick(self, rows: int) -> None:
+        now = time.perf_counter()
+        if now - self.last >= self.every:
+            self.last = now
+            rate = rows / max(now - self.start, 1e-9)
+            of = f" of {self.total:,}" if self.total is not None else ""
+            log.info("scoring %s: %s%s rows, %.0f rows/s", self.label, f"{rows:,}", of, rate)
+
+
+def score_partition(
+    input_uri: str,
+    output_uri: str,
+    model: ResolvedModel,
+    *,
+    key_columns: tuple[str, ...] | list[str] = (),
+    rejects_uri: str | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    threads: int | None = None,
+    monitoring_dir: str | None = None,
+    sample_rows: int = DEFAULT_SAMPLE_ROWS,
+    sample_date: str | None = None,
+    seed: int = 0,
+    partition: str | None = None,
+    progress_seconds: float = 30.0,
+    format: str = "auto",
+    session: Any = None,
+) -> ScoreResult:
+    """Score one partition with ``model`` (see the module docstring for what is written).
+
+    :param input_uri: local path or fsspec URI: a file, a folder, or a hive-partitioned folder.
+    :param output_uri: the predictions file (replaced if present).
+    :param model: the resolved model (:func:`airflow_mlops.core.model_ref.resolve_model`).
+    :param key_columns: input columns copied to the output and the rejects.
+    :param rejects_uri: the rejects file (default :func:`default_rejects_uri`).
+    :param batch_rows: most rows fed to ONNX Runtime at once.
+    :param threads: intra-op threads (``None``: :func:`available_cores`).
+    :param monitoring_dir: root of the monitoring layout (``None``: no sample is written).
+    :param sample_rows: most rows in the monitoring sample.
+    :param sample_date: the ``date=`` of the sample (default: today, UTC).
+    :param seed: seed of the sample.
+    :param partition: name used in messages and for the sample file (default: from the URI).
+    :param progress_seconds: how often progress is logged.
+    :param format: ``auto``, ``parquet`` or ``csv``.
+    :param session: an ONNX Runtime session to reuse (default: one is loaded from the model).
+    :raises ScoringError: naming the partition, file and column for a missing column, a column
+        of the wrong type or a corrupt file; nothing is written then.
+    """
+    from airflow_mlops.core.onnx import load_session
+
+    started = time.perf_counter()
+    label = partition or partition_name(input_uri)
+    keys = list(dict.fromkeys(key_columns))
+    numeric, categorical = list(model.numeric_features), list(model.categorical_features)
+    overlap = [k for k in keys if k in numeric or k in categorical]
+    if overlap:
+        raise ScoringError(f"partition {label}: key column(s) {overlap} are model features")
+    if batch_rows < 1:
+        raise ScoringError(f"batch_rows must be >= 1, got {batch_rows}")
+    rejects_uri = rejects_uri or default_rejects_uri(output_uri)
+    source = InputSource(input_uri, numeric, categorical, keys, batch_rows, label, format)
+    source.check()
+    if session is None:
+        session = load_session(model.onnx_path, threads or available_cores())
+    label_type = _label_type(session)
+    scored_at = pa.scalar(datetime.now(UTC), type=pa.timestamp("us", tz="UTC"))
+    prob_names = [f"probability_{c}" for c in model.classes]
+    reservoir = Reservoir(sample_rows if monitoring_dir else 0, seed)
+    rows_in = rows_out = rows_rejected = 0
+    progress = _Progress(label, progress_seconds, source.rows_expected)
+    batches = source.batches()
+    first = next(batches, None)  # CSV key types are only known once a batch is read
+    schema = _output_schema(keys, source.key_types, label_type, model.classes)
+    input_columns = source.columns
+
+    with atomic_output(output_uri) as sink, pq.ParquetWriter(sink, schema) as writer:
+        rejects = LazyWriter(rejects_uri, rejects_schema(input_columns))
+        with rejects:
+            pending = [first] if first is not None else []
+            for batch in _chain(pending, batches):
+                n = batch.num_rows
+                rows_in += n
+                feed = build_feed(batch, numeric, categorical, keys)
+                mask = feed.rejected()
+                inputs = feed.inputs
+                if mask is not None:
+                    assert feed.reasons is not None
+                    rejects.write(rejects_batch(batch, mask, feed.reasons, input_columns))
+                    rows_rejected += int(mask.sum())
+                    keep = ~mask
+                    batch = batch.filter(pa.array(keep))
+                    inputs = {k: v[keep] for k, v in inputs.items()}
+                m = batch.num_rows
+                if m:
+                    labels, proba = session.run(["label", "probabilities"], inputs)
+                    preds = [pa.array(np.asarray(labels).reshape(-1), type=label_type)]
+                    preds += [
+                        pa.array(np.ascontiguousarray(proba[:, i])) for i in range(proba.shape[1])
+                    ]
+                    if len(preds) - 1 != len(prob_names):
+                        raise ScoringError(
+                            f"{model.model_uri}: the model returned {len(preds) - 1} probability "
+                            f"columns but names {len(prob_names)} classes {list(model.classes)}"
+                        )
+                    out = [key_column(batch, k, schema) for k in keys] + preds
+                    out += [
+                        pa.repeat(model.name, m),
+                        pa.repeat(model.version, m),
+                        pa.repeat(scored_at, m),
+                    ]
+                    writer.write_batch(pa.RecordBatch.from_arrays(out, schema=schema))
+                    picked = reservoir.candidates(m)
+                    if picked is not None:
+                        take = pa.array(picked)
+                        reservoir.add(
+                            sample_table(
+                                batch.take(take),
+                                numeric,
+                                categorical,
+                                keys,
+                                [p.take(take) for p in preds],
+                                ["prediction", *prob_names],
+                                source.key_types,
+                            )
+                        )
+                    rows_out += m
+                progress.tick(rows_in)
+            if rows_out + rows_rejected != rows_in or (
+                source.rows_expected is not None and rows_in != source.rows_expected
+            ):
+                raise ScoringError(
+                    f"partition {label}: read {rows_in} rows (footer says "
+                    f"{source.rows_expected}) but wrote {rows_out} + {rows_rejected} rejected"
+                )
+    if not rejects.opened:
+        remove_if_exists(rejects_uri)
+    sample_uri = None
+    sample = reservoir.result()
+    if monitoring_dir and sample is not None:
+        date = sample_date or datetime.now(UTC).strftime("%Y-%m-%d")
+        sample_uri = join(
+            monitoring_dir,
+            f"model={model.name}",
+            "source=batch",
+            f"version={model.version}",
+            f"date={date}",
+            f"{label}.parquet",
+        )
+        write_parquet_atomic(
+            sample.append_column("scored_at", pa.repeat(scored_at, sample.num_rows)), sample_uri
+        )
+    seconds = time.perf_counter() - started
+    if rows_in == 0:
+        log.warning("partition %s has no rows; wrote an empty %s", label, output_uri)
+    result = ScoreResult(
+        input_uri=input_uri,
+        output_uri=output_uri,
+        rejects_uri=rejects_uri if rejects.opened else None,
+        rows_in=rows_in,
+        rows_out=rows_out,
+        rows_rejected=rows_rejected,
+        model_name=model.name,
+        model_version=model.version,
+        seconds=round(seconds, 3),
+        rows_per_second=round(rows_in / seconds, 1) if seconds > 0 else 0.0,
+        peak_rss_mb=round(peak_rss_mb(), 1),
+        sample_uri=sample_uri,
+    )
+    log.info(
+        "scored %s with %s v%s: %s rows in, %s out, %s rejected, %.0f rows/s, peak RSS %.0f MB",
+        label,
+        model.name,
+        model.version,
+        f"{rows_in:,}",
+        f"{rows_out:,}",
+        f"{rows_rejected:,}",
+        result.rows_per_second,
+        result.peak_rss_mb,
+    )
+    return result
+
+
+def _chain(first: list[pa.RecordBatch], rest: Any) -> Any:
+    yield from first
+    yield from rest
+
+
+def list_partitions(base_uri: str, date: str) -> list[str]:
+    """The partitions of one day: every file or folder directly in ``{base_uri}/date={date}``.
+
+    Names starting with ``.`` or ``_`` (temporary files, ``_SUCCESS``) are skipped. A day with
+    no folder has no partitions (an empty list, not an error).
+    """
+    from airflow_mlops.core.data import _url_to_fs
+
+    fs, path = _url_to_fs(join(base_uri, f"date={date}"))
+    if not fs.exists(path):
+        return []
+    found = []
+    for entry in sorted(fs.ls(path, detail=True), key=lambda e: e["name"]):
+        name = entry["name"].rstrip("/")
+        if name.rsplit("/", 1)[-1].startswith((".", "_")):
+            continue
+        protocol = base_uri.split("://", 1)[0] + "://" if "://" in base_uri else ""
+        found.append(name if not protocol or name.startswith(protocol) else protocol + name)
+    return found
+
+
+def summarize(results: list[dict[str, Any]], partitions: list[str] | None = None) -> dict[str, Any]:
+    """One summary of a run's partitions; fails if versions differ or a partition is missing.
+
+    :param results: :meth:`ScoreResult.to_dict` of every scored partition.
+    :param partitions: every partition that should have been scored (to name missing ones).
+    :raises ScoringError: the partitions were scored with more than one model version, or a
+        listed partition has no result (its task failed).
+    """
+    results = [dict(r) for r in results if r]
+    per_partition = [
+        {
+            "partition": partition_name(r["input_uri"]),
+            "input_uri": r["input_uri"],
+            "rows_in": r["rows_in"],
+            "rows_out": r["rows_out"],
+            "rows_rejected": r["rows_rejected"],
+            "model": f"{r['model_name']} v{r['model_version']}",
+            "rows_per_second": r["rows_per_second"],
+        }
+        for r in results
+    ]
+    versions = sorted({f"{r['model_name']} v{r['model_version']}" for r in results})
+    missing = sorted(set(partitions or ()) - {r["input_uri"] for r in results})
+    summary = {
+        "partitions": len(partitions) if partitions is not None else len(results),
+        "scored": len(results),
+        "missing": missing,
+        "rows_in": sum(r["rows_in"] for r in results),
+        "rows_out": sum(r["rows_out"] for r in results),
+        "rows_rejected": sum(r["rows_rejected"] for r in results),
+        "model_versions": versions,
+        "per_partition": per_partition,
+    }
+    if len(versions) > 1:
+        by_version = {
+            v: [p["partition"] for p in per_partition if p["model"] == v] for v in versions
+        }
+        raise ScoringError(f"partitions were scored with different model versions: {by_version}")
+    if missing:
+        raise ScoringError(
+            f"{len(missing)} of {summary['partitions']} partition(s) were not scored "
+            f"(see their task logs): {missing}"
+        )
+    return summary
+
+
+def score_demo(
+    tracking: Any,
+    model_name: str = "demo_churn",
+    rows: int = 2_000_000,
+    partitions: int = 2,
+    date: str | None = None,
+) -> dict[str, Any]:
+    """Generate ``rows`` demo rows as ``partitions`` files and score them with the champion.
+
+    Each partition is scored in a fresh Python process so that its peak RSS is the scoring's
+    own. Returns ``{"model", "rows", "seconds", "rows_per_second", "peak_rss_mb", "results"}``;
+    :func:`format_demo` turns it into the lines the demo prints.
+    """
+    import json
+    import subprocess
+    import sys
+
+    from airflow_mlops.core.demo_data import write_dataset
+    from airflow_mlops.core.model_ref import resolve_version
+
+    day = date or datetime.now(UTC).strftime("%Y-%m-%d")
+    pinned = resolve_version(f"models:/{model_name}@champion", tracking)
+    base = join(_home(), "data", model_name, "incoming")
+    inputs = write_dataset(join(base, f"date={day}"), rows=rows, seed=7, partitions=partitions)
+    out_base = join(_home(), "scored", model_name, f"date={day}")
+    results = []
+    for uri in inputs:
+        args = {
+            "tracking_uri": tracking.tracking_uri,
+            "model": pinned.model_uri,
+            "input_uri": uri,
+            "output_uri": join(out_base, f"{partition_name(uri)}.parquet"),
+            "monitoring_dir": join(_home(), "monitoring"),
+            "date": day,
+        }
+        code = (
+            "import json, sys; from airflow_mlops.core.scoring import _score_main; "
+            "print(json.dumps(_score_main(json.loads(sys.argv[1]))))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True
+        )
+        if out.returncode:
+            raise ScoringError(f"scoring {uri} failed:\n{out.stderr[-2000:]}")
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    seconds = sum(r["seconds"] for r in results)
+    total = sum(r["rows_in"] for r in results)
+    return {
+        "model": f"{pinned.name} v{pinned.version}",
+        "rows": total,
+        "seconds": round(seconds, 2),
+        "rows_per_second": round(total / seconds) if seconds else 0,
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+        "results": results,
+    }
+
+
+def format_demo(summary: dict[str, Any]) -> list[str]:
+    """The demo's lines: one per partition, then the total."""
+    lines = [
+        f"  {partition_name(r['input_uri'])}: {r['rows_in']:,} rows "
+        f"({r['rows_rejected']:,} rejected), {r['rows_per_second']:,.0f} rows/s, "
+        f"peak RSS {r['peak_rss_mb']:.0f} MB"
+        for r in summary["results"]
+    ]
+    lines.append(
+        f"batch scoring with {summary['model']}: {summary['rows']:,} rows in "
+        f"{summary['seconds']:.1f} s = {summary['rows_per_second']:,} rows/s, "
+        f"peak RSS {summary['peak_rss_mb']:.0f} MB per partition process"
+    )
+    return lines
+
+
+def _score_main(args: dict[str, Any]) -> dict[str, Any]:
+    """Score one partition from plain arguments (the demo's and the bench's subprocess entry)."""
+    from airflow_mlops.core.model_ref import resolve_model
+    from airflow_mlops.core.tracking import TrackingConfig
+
+    tracking = TrackingConfig(args["tracking_uri"]) if args.get("tracking_uri") else None
+    model = resolve_model(args["model"], tracking, name=args.get("name"))
+    return score_partition(
+        args["input_uri"],
+        args["output_uri"],
+        model,
+        key_columns=args.get("key_columns", ["customer_id"]),
+        monitoring_dir=args.get("monitoring_dir"),
+        sample_date=args.get("date"),
+        batch_rows=args.get("batch_rows", DEFAULT_BATCH_ROWS),
+    ).to_dict()
