@@ -97,7 +97,7 @@ def test_passing_canary_names_every_figure():
     )
     assert result.verdict == "pass", result.message
     assert result.canary.agreement == 0.98
-    assert "agreement 98.00% on 100 mirrored requests (v2) vs min 95.00%" in result.message
+    assert "agreement 98.00% on 100 mirrored rows (v2) vs min 95.00%" in result.message
 
 
 def test_failing_canary_says_which_figure_and_threshold():
@@ -117,7 +117,7 @@ def test_failing_canary_says_which_figure_and_threshold():
     assert result.verdict == "fail"
     assert "error rate 10.00% (10/100 5xx) vs max 1.00%" in result.message
     assert "p99 50.0 ms vs max 20.0 ms" in result.message
-    assert "agreement 50.00% on 100 mirrored requests (v2) vs min 95.00%" in result.message
+    assert "agreement 50.00% on 100 mirrored rows (v2) vs min 95.00%" in result.message
     assert {c.name for c in result.checks if not c.passed} == {"error_rate", "p99_ms", "agreement"}
 
 

@@ -270,7 +270,7 @@ def analyze(
                 mirrored.agreement,
                 policy.min_agreement,
                 f"agreement {mirrored.agreement:.2%} on {mirrored.agreement_samples} mirrored "
-                f"requests (v{shadow}) vs min {policy.min_agreement:.2%}",
+                f"rows (v{shadow}) vs min {policy.min_agreement:.2%}",
             )
         )
         can = VersionFigures(

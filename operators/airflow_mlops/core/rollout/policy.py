@@ -24,8 +24,8 @@ from typing import Any
 from airflow_mlops.core.config import ConfigError
 
 TARGETS = ("local", "kubernetes")
-_FLOATS = ("bake_seconds", "analysis_timeout_seconds", "max_error_rate", "max_p99_ms")
-_FLOATS += ("min_agreement", "shadow_share")
+_FLOATS: tuple[str, ...] = ("bake_seconds", "analysis_timeout_seconds", "max_error_rate")
+_FLOATS += ("max_p99_ms", "min_agreement", "shadow_share")
 
 
 @dataclass(frozen=True)
