@@ -24,34 +24,21 @@ from __future__ import annotations
 import logging
 import math
 import os
+import posixpath
 import re
 import resource
 import time
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.core.config import ConfigError
-from airflow_mlops.core.data import atomic_output, write_parquet_atomic
-from airflow_mlops.core.model_ref import ResolvedModel
-from airflow_mlops.core.scoring_io import (
-    InputSource,
-    LazyWriter,
-    Reservoir,
-    ScoringError,
-    build_feed,
-    join,
-    key_column,
-    rejects_batch,
-    rejects_schema,
-    remove_if_exists,
-    sample_table,
-)
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from airflow_mlops.core.model_ref import ResolvedModel
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +56,15 @@ __all__ = [
 
 DEFAULT_BATCH_ROWS = 65_536
 DEFAULT_SAMPLE_ROWS = 5_000
+
+
+class ScoringError(ValueError):
+    """A partition that cannot be scored; the message names the partition, file and column."""
+
+
+def join(folder: str, *names: str) -> str:
+    """``folder/name`` for local paths and URIs alike."""
+    return posixpath.join(folder.rstrip("/"), *names) if folder else posixpath.join(*names)
 
 
 @dataclass(frozen=True)
@@ -223,6 +219,8 @@ def default_rejects_uri(output_uri: str) -> str:
 def _output_schema(
     keys: list[str], key_types: dict[str, pa.DataType], label_type: pa.DataType, classes: Any
 ) -> pa.Schema:
+    import pyarrow as pa
+
     out = [pa.field(k, key_types.get(k, pa.string())) for k in keys]
     out.append(pa.field("prediction", label_type))
     out += [pa.field(f"probability_{c}", pa.float32()) for c in classes]
@@ -235,6 +233,8 @@ def _output_schema(
 
 
 def _label_type(session: Any) -> pa.DataType:
+    import pyarrow as pa
+
     out = {o.name: o.type for o in session.get_outputs()}
     return pa.string() if out.get("label") == "tensor(string)" else pa.int64()
 
@@ -291,7 +291,23 @@ def score_partition(
     :raises ScoringError: naming the partition, file and column for a missing column, a column
         of the wrong type or a corrupt file; nothing is written then.
     """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from airflow_mlops.core.data import atomic_output, write_parquet_atomic
     from airflow_mlops.core.onnx import load_session
+    from airflow_mlops.core.scoring_io import (
+        InputSource,
+        LazyWriter,
+        Reservoir,
+        build_feed,
+        key_column,
+        rejects_batch,
+        rejects_schema,
+        remove_if_exists,
+        sample_table,
+    )
 
     started = time.perf_counter()
     label = partition or partition_name(input_uri)

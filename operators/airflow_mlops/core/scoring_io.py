@@ -21,7 +21,6 @@ whole partition is decided here:
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,25 +39,20 @@ from airflow_mlops.core.data import (
     _url_to_fs,
     atomic_output,
 )
+from airflow_mlops.core.scoring import ScoringError
 
 __all__ = [
     "Feed",
     "InputSource",
     "LazyWriter",
     "Reservoir",
-    "ScoringError",
     "build_feed",
-    "join",
     "key_column",
     "rejects_batch",
     "rejects_schema",
     "remove_if_exists",
     "sample_table",
 ]
-
-
-class ScoringError(DataError):
-    """A partition that cannot be scored; the message names the partition, file and column."""
 
 
 def _is_numeric_type(t: pa.DataType) -> bool:
@@ -459,11 +453,6 @@ def _cast(arr: pa.Array, t: pa.DataType | None) -> pa.Array:
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
     return pc.cast(arr, t)
-
-
-def join(folder: str, *names: str) -> str:
-    """``folder/name`` for local paths and URIs alike."""
-    return posixpath.join(folder.rstrip("/"), *names) if folder else posixpath.join(*names)
 
 
 def key_column(batch: pa.RecordBatch, key: str, schema: pa.Schema) -> pa.Array:
