@@ -149,6 +149,23 @@ def load_reference(tracking: TrackingConfig, tags: dict[str, str], ref: str) -> 
     return load_frame(local, format="parquet")
 
 
+def pending_window(
+    tracking: TrackingConfig, config: ModelConfig, ref: str = "champion", day: str | None = None
+) -> Window | None:
+    """The window :func:`monitor` would check, or ``None`` if it was already checked for this
+    version (or has no files). Cheap: lists files and reads one tag; a sensor polls this."""
+    from airflow_mlops.core import registry
+
+    spec = MonitoringSpec.from_dict(config.monitoring, f"{config.name}: monitoring")
+    version = registry.get_version(tracking, config.name, ref)
+    if version is None:
+        return None
+    window = find_window(spec, config.name, version.version, day)
+    if not window.uris or version.tags.get(f"{TAG}last_window") == window.key:
+        return None
+    return window
+
+
 def monitor(
     tracking: TrackingConfig,
     config: ModelConfig,
