@@ -173,6 +173,12 @@ def shift_step(
     """
     started = time.monotonic()
     weights = weights_for(canary, baseline, percent)
+    if baseline is None:
+        message = (
+            f"v{canary} is the first version on {target.name}: nothing to compare, step skipped"
+        )
+        _emit(on_step, "step", message)
+        return StepResult(percent=percent, weights=weights, verdict="pass", message=message)
     # Mirrored traffic goes to the version that does not answer most requests, so agreement is
     # measured at every step, the last one included.
     shadow_version = canary if percent < 100 else baseline
@@ -344,15 +350,26 @@ def run_rollout(
     )
 
 
-def make_target(policy: RolloutPolicy, tracking: TrackingConfig, name: str) -> Target:
-    """The target the policy names, built from its options."""
+def make_target(
+    policy: RolloutPolicy,
+    tracking: TrackingConfig,
+    name: str,
+    images: dict[str, str] | None = None,
+    keep_running: bool = True,
+) -> Target:
+    """The target the policy names, built from its options.
+
+    :param images: image tag per version (Kubernetes).
+    :param keep_running: a local server started through this target outlives the caller
+        (Airflow tasks); the demo and tests stop theirs.
+    """
     if policy.target == "kubernetes":
         from airflow_mlops.core.rollout.kubernetes import KubernetesTarget
 
-        return KubernetesTarget(policy.kubernetes, tracking, name)
+        return KubernetesTarget(policy.kubernetes, tracking, name, images=images)
     from airflow_mlops.core.rollout.local import LocalTarget
 
-    return LocalTarget(policy.local, tracking, name)
+    return LocalTarget(policy.local, tracking, name, keep_running=keep_running)
 
 
 def format_event(event: dict[str, Any]) -> str:

@@ -1,0 +1,65 @@
+"""Roll the new champion out: package → canary at 0 % → traffic steps → promote, or roll back.
+
+Starts when the training DAG's promotion updates the model's champion Asset. The model config
+(``MLOPS_ROLLOUT_CONFIG``, default the demo config) is read at parse time; its ``rollout``
+section picks the target (``local`` by default, or ``kubernetes``) and the steps. Nothing heavy
+is imported here: every operator imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pendulum
+from airflow.sdk import DAG
+
+from airflow_mlops.assets import champion_asset
+from airflow_mlops.core.config import load_config
+from airflow_mlops.core.rollout.policy import RolloutPolicy
+from airflow_mlops.operators.rollout import (
+    DeployCanaryOperator,
+    PackageModelOperator,
+    PromoteRolloutOperator,
+    RollbackOperator,
+    ShiftTrafficOperator,
+)
+
+CONFIG = str(
+    Path(
+        os.environ.get(
+            "MLOPS_ROLLOUT_CONFIG", Path(__file__).parent / "configs" / "demo_churn.yaml"
+        )
+    ).resolve()
+)
+config = load_config(CONFIG)
+policy = RolloutPolicy.from_dict(config.rollout, f"{CONFIG}: rollout")
+common = {"config": CONFIG, "mlflow_conn_id": "mlflow_default"}
+
+with DAG(
+    dag_id="ml_rollout",
+    schedule=[champion_asset(config.name)],
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"owner": "mlops", "retries": 0, "retry_delay": timedelta(minutes=1)},
+    description=f"Roll the new {config.name} champion out on the {policy.target} target",
+    doc_md=__doc__,
+    tags=["mlops", "rollout", config.name, policy.target],
+) as dag:
+    package = PackageModelOperator(task_id="package", allow_context_only=True, **common)
+    deploy = DeployCanaryOperator(task_id="deploy_canary", package=package.output, **common)
+    previous = deploy
+    steps = []
+    for percent in policy.steps:
+        step = ShiftTrafficOperator(
+            task_id=f"shift_{percent}", deployment=deploy.output, percent=percent, **common
+        )
+        previous >> step
+        previous = step
+        steps.append(step)
+    promote = PromoteRolloutOperator(task_id="promote", deployment=deploy.output, **common)
+    previous >> promote
+    rollback = RollbackOperator(task_id="rollback", **common)
+    [deploy, *steps, promote] >> rollback
