@@ -334,7 +334,13 @@ def score_partition(
     schema = _output_schema(keys, source.key_types, label_type, model.classes)
     input_columns = source.columns
 
-    with atomic_output(output_uri) as sink, pq.ParquetWriter(sink, schema) as writer:
+    # Dictionary pages only where values repeat: on unique keys and probabilities the writer
+    # would build a dictionary, overflow it and fall back, which costs 4-6x the plain write.
+    dictionary = ["prediction", "model_name", "model_version"]
+    with (
+        atomic_output(output_uri) as sink,
+        pq.ParquetWriter(sink, schema, use_dictionary=dictionary) as writer,
+    ):
         rejects = LazyWriter(rejects_uri, rejects_schema(input_columns))
         with rejects:
             pending = [first] if first is not None else []
