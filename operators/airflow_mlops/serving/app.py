@@ -128,7 +128,7 @@ class ScoringApp:
                 except Exception as exc:
                     log.error("startup failed: %s", exc)
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
+                    raise  # servers (uvicorn) expect the app to raise after a failed startup
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await asyncio.to_thread(self.shutdown)
