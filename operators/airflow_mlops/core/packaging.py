@@ -438,7 +438,8 @@ def build_context(
         path=str(root),
         image_tag=f"{image_repository(name, registry)}:{version}",
         files=tuple(files),
-        digest_of_context=_digest(root, files),
+        # What the image is built from: the local-debug config (absolute paths) is ignored.
+        digest_of_context=_digest(root, [f for f in files if f != "serving.local.json"]),
         labels=labels,
         model={"name": name, "version": str(version), "run_id": meta.get("run_id")},
     )
