@@ -120,8 +120,12 @@ class MLflowServer:
 
 def airflow_env(home: Path, mlflow_url: str) -> dict[str, str]:
     """The environment for Airflow commands on the embedded stack (SQLite, the repo's DAGs)."""
+    # ``airflow standalone`` starts its components as ``airflow ...`` from PATH: this
+    # virtualenv's scripts come first even when it is not activated.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     return {
         **os.environ,
+        "PATH": path,
         "MLOPS_HOME": str(home),
         "AIRFLOW_HOME": str(home / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
@@ -157,3 +161,92 @@ def run_dag_test(dag_id: str, env: dict[str, str], log_path: Path, conf: dict | 
         cmd += ["--conf", json.dumps(conf)]
     with open(log_path, "wb") as log:
         return subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+
+
+@dataclass
+class AirflowStandalone:
+    """``airflow standalone`` (scheduler, dag-processor, triggerer, api-server) on 127.0.0.1.
+
+    :param env: the environment from :func:`airflow_env` (its ``AIRFLOW_HOME`` is used).
+    :param port: the api-server port (default: a free one).
+    :param open_access: every caller is admin (tests only: no login, no tokens).
+    """
+
+    env: dict[str, str]
+    port: int = field(default_factory=free_port)
+    open_access: bool = False
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return Path(self.env["AIRFLOW_HOME"]) / f"standalone-{self.port}.log"
+
+    def start(self, timeout: float = 240.0) -> AirflowStandalone:
+        env = {
+            **self.env,
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__BASE_URL": self.url,
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        }
+        if self.open_access:
+            env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] = "True"
+        Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - lives with the process
+        self.process = subprocess.Popen(
+            [_bin("airflow"), "standalone"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"airflow standalone exited; log: {self.log_path}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=2) as r:
+                    health = json.loads(r.read())
+                if health.get("scheduler", {}).get("status") == "healthy":
+                    return self
+            except (OSError, ValueError):
+                pass
+            time.sleep(1)
+        self.stop()
+        raise RuntimeError(f"airflow standalone not healthy within {timeout:.0f}s: {self.log_path}")
+
+    def api(self, method: str, path: str, body: dict | None = None) -> dict:
+        """Call the REST API (``/api/v2/...``); open access only."""
+        request = urllib.request.Request(
+            f"{self.url}/api/v2{path}",
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Content-Type": "application/json"},
+            method=method,
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or b"{}")
+
+    def stop(self) -> None:
+        """Stop every component (the process group this object started) and wait."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=60)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=10)
+
+    def __enter__(self) -> AirflowStandalone:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
