@@ -345,22 +345,39 @@ def _measure_latency(
     return timings
 
 
+def _batch_feeds(base_feed: dict[str, np.ndarray], batch: int) -> list[dict[str, np.ndarray]]:
+    """Feeds of ``batch`` rows, each a different slice of the sample where it is big enough.
+
+    Scoring the very same few rows again and again lets the CPU's branch predictor learn their
+    paths through the trees: measured 2.2x too fast at 32 rows for the demo model.
+    """
+    rows = len(next(iter(base_feed.values())))
+    if batch >= rows:
+        index = np.arange(batch) % rows
+        return [{name: values[index] for name, values in base_feed.items()}]
+    starts = range(0, rows - batch + 1, batch)[:_MAX_FEEDS]
+    # Slices of [N, 1] arrays are contiguous views: no copy, nothing for ONNX Runtime to fix.
+    return [{name: values[s : s + batch] for name, values in base_feed.items()} for s in starts]
+
+
+_MAX_FEEDS = 1024
+
+
 def _measure_throughput(
     path: str, base_feed: dict[str, np.ndarray], spec: ProfilingSpec
 ) -> tuple[ThroughputPoint, ...]:
     """Rows/s for each batch size and thread count; thread counts interleave per batch size so
     that a burst of load from elsewhere hits both, not one."""
     sessions = {threads: _session(path, threads) for threads in spec.thread_counts()}
-    rows = len(next(iter(base_feed.values())))
     points = []
     for batch in spec.batch_sizes:
-        index = np.arange(batch) % rows
-        feed = {name: values[index] for name, values in base_feed.items()}
+        feeds = _batch_feeds(base_feed, batch)
         for threads, session in sessions.items():
-            session.run(None, feed)
+            session.run(None, feeds[0])
             rates: list[float] = []
             deadline = time.perf_counter() + spec.throughput_seconds
             while len(rates) < 3 or (time.perf_counter() < deadline and len(rates) < 100_000):
+                feed = feeds[len(rates) % len(feeds)]
                 started = time.perf_counter_ns()
                 session.run(None, feed)
                 rates.append(batch * 1e9 / max(time.perf_counter_ns() - started, 1))
