@@ -86,11 +86,12 @@ class ScoringApp:
         )
 
     def startup(self) -> None:
-        """Load every version the routes and the shadow name, start capture (blocking)."""
-        needed = set(self.table.weights) | (
-            {self.table.shadow.version} if self.table.shadow else set()
-        )
-        loaded = {v: self.load(v, self.sources[v]) for v in sorted(needed)}
+        """Load every configured version, start capture (blocking).
+
+        All of them, not only the routed ones: a version at weight 0 still answers on its
+        forced-version path, and a broken source should stop the server at start, not later.
+        """
+        loaded = {v: self.load(v, source) for v, source in sorted(self.sources.items())}
         self.versions = loaded
         self.metrics.set_weights(dict(self.table.weights))
         self.capture.start()

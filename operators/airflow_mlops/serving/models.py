@@ -139,9 +139,10 @@ def meta_from_mlmodel(mlmodel_path: str | os.PathLike[str], name: str, version: 
 
     doc = yaml.safe_load(Path(mlmodel_path).read_text()) or {}
     cfg = None
+    # ``log_model(model_config=...)`` lands as ``config`` in the pyfunc flavor.
     for flavor in (doc.get("flavors") or {}).values():
-        if isinstance(flavor, dict) and flavor.get("model_config"):
-            cfg = flavor["model_config"]
+        if isinstance(flavor, dict):
+            cfg = cfg or flavor.get("model_config") or flavor.get("config")
     cfg = cfg or doc.get("model_config")
     if not cfg:
         raise LoadError(f"{mlmodel_path}: no model_config (features and classes) in MLmodel")

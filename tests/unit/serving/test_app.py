@@ -61,14 +61,16 @@ def test_v2_endpoints(model_folders, rows):
         assert client.get("/v2/health/live").status_code == 200
         assert client.get("/v2").json()["name"] == "airflow-mlops"
         meta = client.get("/v2/models/toy").json()
-        assert meta["versions"] == ["1"]
+        assert meta["versions"] == ["1", "2"]  # every configured version, routed or not
         assert {i["name"]: i["datatype"] for i in meta["inputs"]}["visits"] == "INT64"
         resp = client.post("/v2/models/toy/infer", json={"id": "a", "inputs": inputs})
         assert resp.status_code == 200 and resp.json()["id"] == "a"
         assert resp.json()["outputs"][1]["shape"] == [2, 2]
         wrong = client.post("/v2/models/other/infer", json={"inputs": inputs})
         assert wrong.status_code == 404 and "not served here" in wrong.json()["error"]
-        absent = client.post("/v2/models/toy/versions/2/infer", json={"inputs": inputs})
+        forced = client.post("/v2/models/toy/versions/2/infer", json={"inputs": inputs})
+        assert forced.status_code == 200 and forced.headers["x-model-version"] == "2"
+        absent = client.post("/v2/models/toy/versions/3/infer", json={"inputs": inputs})
         assert absent.status_code == 404 and "not loaded" in absent.json()["error"]
         bad = client.post("/v2/models/toy/infer", json={"inputs": inputs[:2]})
         assert bad.status_code == 400 and "missing column(s)" in bad.json()["error"]
