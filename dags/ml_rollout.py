@@ -1,6 +1,8 @@
-"""Roll the new champion out: package → canary at 0 % → traffic steps → promote, or roll back.
+"""Roll the candidate out: package → canary at 0 % → traffic steps → promote, or roll back.
 
-Starts when the training DAG's promotion updates the model's champion Asset. The model config
+Starts when the training DAG names a new ``candidate`` (every gate passed; the model config has
+a ``rollout`` section). ``champion`` moves to it only after the last traffic step, and the
+promote task then updates the model's champion Asset. The model config
 (``MLOPS_ROLLOUT_CONFIG``, default the demo config) is read at parse time; its ``rollout``
 section picks the target (``local`` by default, or ``kubernetes``) and the steps. Nothing heavy
 is imported here: every operator imports what it needs when it runs.
@@ -15,7 +17,7 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import DAG
 
-from airflow_mlops.assets import champion_asset
+from airflow_mlops.assets import candidate_asset, champion_asset
 from airflow_mlops.core.config import load_config
 from airflow_mlops.core.rollout.policy import RolloutPolicy
 from airflow_mlops.operators.rollout import (
@@ -39,16 +41,18 @@ common = {"config": CONFIG, "mlflow_conn_id": "mlflow_default"}
 
 with DAG(
     dag_id="ml_rollout",
-    schedule=[champion_asset(config.name)],
+    schedule=[candidate_asset(config.name)],
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     default_args={"owner": "mlops", "retries": 0, "retry_delay": timedelta(minutes=1)},
-    description=f"Roll the new {config.name} champion out on the {policy.target} target",
+    description=f"Roll the new {config.name} candidate out on the {policy.target} target",
     doc_md=__doc__,
     tags=["mlops", "rollout", config.name, policy.target],
 ) as dag:
-    package = PackageModelOperator(task_id="package", allow_context_only=True, **common)
+    package = PackageModelOperator(
+        task_id="package", version="candidate", allow_context_only=True, **common
+    )
     deploy = DeployCanaryOperator(task_id="deploy_canary", package=package.output, **common)
     previous = deploy
     steps = []
@@ -59,7 +63,12 @@ with DAG(
         previous >> step
         previous = step
         steps.append(step)
-    promote = PromoteRolloutOperator(task_id="promote", deployment=deploy.output, **common)
+    promote = PromoteRolloutOperator(
+        task_id="promote",
+        deployment=deploy.output,
+        outlets=[champion_asset(config.name)],
+        **common,
+    )
     previous >> promote
     rollback = RollbackOperator(task_id="rollback", **common)
     [deploy, *steps, promote] >> rollback

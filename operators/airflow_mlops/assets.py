@@ -13,3 +13,8 @@ def champion_asset(model_name: str) -> Asset:
 def drift_asset(model_name: str) -> Asset:
     """Updated when drift is confirmed for ``model_name`` (starts retraining)."""
     return Asset(name=f"mlops.drift.{model_name}", uri=f"mlops://models/{model_name}/drift")
+
+
+def candidate_asset(model_name: str) -> Asset:
+    """Updated when a version passed every training gate and waits for its rollout."""
+    return Asset(name=f"mlops.candidate.{model_name}", uri=f"mlops://models/{model_name}/candidate")

@@ -14,9 +14,10 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param
 
-from airflow_mlops.assets import champion_asset, drift_asset
+from airflow_mlops.assets import candidate_asset, champion_asset, drift_asset
 from airflow_mlops.core.config import ModelConfig, load_config
 from airflow_mlops.operators.data import PrepareDataOperator, ValidateDataOperator
+from airflow_mlops.operators.profiling import ProfileModelOperator
 from airflow_mlops.operators.registry import PromoteModelOperator, RegisterModelOperator
 from airflow_mlops.operators.training import (
     ConvertToOnnxOperator,
@@ -41,7 +42,7 @@ def training_dag(
     start_date: pendulum.DateTime | None = None,
     tags: list[str] | None = None,
 ) -> DAG:
-    """prepare → validate → train → evaluate + convert (parity) → register → promote.
+    """prepare → validate → train → evaluate + convert (parity) → register → profile → promote.
 
     :param config_path: the model config YAML (read at parse time: it is small and local).
     :param dag_id: the DAG id.
@@ -93,11 +94,17 @@ def training_dag(
             converted=convert.output,
             **common,
         )
+        # With a rollout section, promotion names a candidate and ml_rollout (scheduled on
+        # that Asset) moves champion after its last traffic step; without one, it is final.
+        via_rollout = bool(config.rollout)
+        profile = ProfileModelOperator(task_id="profile", model=register.output, **common)
         promote = PromoteModelOperator(
             task_id="promote",
             registered=register.output,
             evaluation=evaluate.output,
-            outlets=[champion_asset(config.name)],
+            via_rollout=via_rollout,
+            profile=profile.output,
+            outlets=[candidate_asset(config.name) if via_rollout else champion_asset(config.name)],
             **common,
         )
         validate >> train

@@ -90,5 +90,15 @@ def test_training_dag_shape():
     assert order["convert"] == {"prepare", "train"}
     assert {"evaluate", "convert", "validate"} <= order["register"]
     assert order["promote"] >= {"register", "evaluate"}
+    # The demo config has a rollout section: promotion names a candidate for ml_rollout.
     promote = dag.get_task("promote")
-    assert [o.uri for o in promote.outlets] == ["mlops://models/demo_churn/champion"]
+    assert [o.uri for o in promote.outlets] == ["mlops://models/demo_churn/candidate"]
+    assert promote.via_rollout is True
+    rollout = bag.dags["ml_rollout"]
+    assert [a.uri for a in rollout.timetable.asset_condition.objects] == [
+        "mlops://models/demo_churn/candidate"
+    ]
+    training_assets = dag.timetable.asset_condition.objects
+    assert [a.uri for a in training_assets] == ["mlops://models/demo_churn/drift"]
+    assert order["profile"] == {"register"}
+    assert "profile" in order["promote"]

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
+# A version that passed every training gate and waits for its rollout to take all traffic.
+CANDIDATE = "candidate"
 TAG_PREFIX = "mlops."
 # MLflow rejects tag values above 5000 characters (model version tags); summaries are cut.
 _MAX_TAG = 4000
@@ -322,3 +324,9 @@ def download_onnx(tracking: TrackingConfig, model_uri: str, dst: str | None = No
     if not found:
         raise RegistryError(f"{model_uri} has no ONNX file (downloaded to {local})")
     return str(found[0])
+
+
+def remove_alias(tracking: TrackingConfig, name: str, alias: str) -> None:
+    """Remove ``alias`` from whichever version holds it (nothing happens if none does)."""
+    if get_version(tracking, name, alias) is not None:
+        tracking.client().delete_registered_model_alias(name, alias)

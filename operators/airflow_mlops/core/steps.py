@@ -341,19 +341,50 @@ def promote(
     registered: dict[str, Any],
     evaluation: dict[str, Any] | None,
     require_gates: bool = True,
+    via_rollout: bool = False,
+    profile: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Move ``champion`` to the registered version if every gate passed.
+    """Promote the registered version if every gate passed.
 
-    Raises :class:`GateFailed` (with the failing gates' messages) when a gate did not pass.
+    Without a rollout, ``champion`` moves to it. With one (``via_rollout``), it becomes the
+    ``candidate`` and ``champion`` moves only when the rollout's last traffic step passed; the
+    first version of a model has nothing live to protect and is champion at once (its rollout
+    is a first deployment).
+    Raises :class:`GateFailed` (with the failing gates' messages) when a gate did not pass, or
+    when the profile's SLO gate (``profiling.gate``) failed.
     """
-    from airflow_mlops.core.registry import CHAMPION, set_version_tags
-    from airflow_mlops.core.registry import promote as move_alias
+    from airflow_mlops.core import registry
+    from airflow_mlops.core.rollout import records
 
     name, version = registered["name"], registered["version"]
     if require_gates and evaluation is not None and not evaluation.get("passed"):
         reason = evaluation.get("summary", "evaluation failed")
-        set_version_tags(tracking, name, version, {"mlops.promotion": f"rejected: {reason}"})
+        registry.set_version_tags(
+            tracking, name, version, {"mlops.promotion": f"rejected: {reason}"}
+        )
         raise GateFailed(f"{name} v{version} not promoted: {reason}")
-    result = move_alias(tracking, name, version, CHAMPION)
-    set_version_tags(tracking, name, version, {"mlops.promotion": result.message})
+    if require_gates and profile is not None and not profile.get("passed", True):
+        reason = profile.get("message", "profiling SLO gate failed")
+        registry.set_version_tags(
+            tracking, name, version, {"mlops.promotion": f"rejected: {reason}"}
+        )
+        raise GateFailed(f"{name} v{version} not promoted: {reason}")
+    champion = registry.get_version(tracking, name, registry.CHAMPION)
+    if via_rollout and champion is not None and champion.version != str(version):
+        registry.promote(tracking, name, version, registry.CANDIDATE)
+        message = (
+            f"{name} v{version} passed every gate and is @{registry.CANDIDATE}: champion stays "
+            f"v{champion.version} until the rollout's last step"
+        )
+        registry.set_version_tags(tracking, name, version, {"mlops.promotion": message})
+        return {
+            "name": name,
+            "version": str(version),
+            "alias": registry.CANDIDATE,
+            "previous_version": champion.version,
+            "message": message,
+        }
+    # The live-version guard: champion never moves away from a version taking traffic.
+    result = records.move_alias(tracking, name, registry.CHAMPION, version)
+    registry.set_version_tags(tracking, name, version, {"mlops.promotion": result.message})
     return result.to_dict()

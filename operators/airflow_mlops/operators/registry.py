@@ -99,12 +99,17 @@ class PromoteModelOperator(MLOpsBaseOperator):
     :param registered: the ``RegisterModelOperator`` result (templated).
     :param evaluation: the ``EvaluateModelOperator`` result (templated).
     :param require_gates: promote only when the evaluation passed (default ``True``).
+    :param via_rollout: give ``candidate`` instead of ``champion`` when a champion exists; the
+        rollout DAG moves ``champion`` after its last traffic step.
+    :param profile: the ``ProfileModelOperator`` result; its SLO verdict gates promotion when
+        the config's ``profiling.gate`` is on (templated).
     """
 
     template_fields: Sequence[str] = (
         *MLOpsBaseOperator.template_fields,
         "registered",
         "evaluation",
+        "profile",
     )
     operator_extra_links = (MLflowModelVersionLink(),)
 
@@ -114,12 +119,16 @@ class PromoteModelOperator(MLOpsBaseOperator):
         registered: Result,
         evaluation: Result = None,
         require_gates: bool = True,
+        via_rollout: bool = False,
+        profile: Result = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.registered = registered
         self.evaluation = evaluation
         self.require_gates = require_gates
+        self.via_rollout = via_rollout
+        self.profile = profile
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
@@ -135,6 +144,8 @@ class PromoteModelOperator(MLOpsBaseOperator):
                 self.registered,
                 self.evaluation,
                 require_gates=self.require_gates,
+                via_rollout=self.via_rollout,
+                profile=self.profile,
             )
         except steps.GateFailed as exc:
             self.log.warning("%s", exc)
@@ -152,6 +163,9 @@ class PromoteModelOperator(MLOpsBaseOperator):
             "model": result["name"],
             "version": result["version"],
             "message": result["message"],
-            "details": {"previous_version": result["previous_version"]},
+            "details": {
+                "previous_version": result["previous_version"],
+                "alias": result.get("alias", "champion"),
+            },
         }
         return result

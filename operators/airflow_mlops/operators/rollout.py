@@ -86,6 +86,10 @@ class PackageModelOperator(_RolloutOperator):
         tracking = self.tracking()
         ref = str(self.version or registry.CHAMPION)
         found = registry.get_version(tracking, config.name, ref)
+        if found is None and ref == registry.CANDIDATE:
+            # The first version of a model is champion at once (nothing live to protect):
+            # its rollout is a first deployment of the champion.
+            found = registry.get_version(tracking, config.name, registry.CHAMPION)
         if found is None:
             raise AirflowFailException(f"{config.name}: no version {ref!r} to package")
         prefix = self.image_registry or self.policy(config).kubernetes.image_registry

@@ -257,9 +257,17 @@ def promote_rollout(
     if baseline is not None:
         target.retire(baseline)
         records.clear(tracking, name, baseline, target.name)
+    _drop_candidate(tracking, name, canary)
     message = f"v{canary} takes 100% on {target.name}; {promotion['message']}"
     _emit(on_step, "promote", message, promotion=promotion)
     return {"promotion": promotion, "message": message}
+
+
+def _drop_candidate(tracking: TrackingConfig, name: str, canary: str) -> None:
+    """The ``candidate`` alias names a version waiting for its rollout: once it is over, none."""
+    holder = registry.get_version(tracking, name, registry.CANDIDATE)
+    if holder is not None and holder.version == str(canary):
+        registry.remove_alias(tracking, name, registry.CANDIDATE)
 
 
 def rollback_rollout(
@@ -286,6 +294,7 @@ def rollback_rollout(
     reverted = None
     if baseline is not None and holder is not None and holder.version == canary:
         reverted = records.move_alias(tracking, name, policy.promote_alias, baseline).to_dict()
+    _drop_candidate(tracking, name, canary)
     message = f"rolled back v{canary}" + (f" to v{baseline}" if baseline else "") + f": {reason}"
     _emit(on_step, "rollback", message, reverted_alias=reverted)
     return {"message": message, "reverted_alias": reverted, "reason": reason}
