@@ -50,7 +50,8 @@ def training_dag(
     :param retrain_on_drift: also start a run on each event of the model's drift Asset
         (``AssetOrTimeSchedule``: the cron OR confirmed drift, whichever comes first).
     :param mlflow_conn_id: the ``mlflow`` connection the tasks use.
-    :param start_date: first logical date (default 2024-01-01 UTC).
+    :param start_date: first logical date (default none: the first cron run is the next tick
+        after the DAG is enabled).
     :param tags: extra DAG tags.
     """
     config_file = str(Path(config_path).resolve())
@@ -59,7 +60,9 @@ def training_dag(
     with DAG(
         dag_id=dag_id,
         schedule=_schedule(config, schedule, retrain_on_drift),
-        start_date=start_date or pendulum.datetime(2024, 1, 1, tz="UTC"),
+        # No default start date: the cron's first run is its next tick after the DAG is
+        # enabled, not an immediate catch-up run the moment it is deployed.
+        start_date=start_date,
         catchup=False,
         max_active_runs=1,
         default_args=DEFAULT_ARGS,
