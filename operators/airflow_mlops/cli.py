@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
-import time
-import warnings
-from pathlib import Path
-from typing import Any
 
 from airflow_mlops import devstack
 
-DEMO_CONFIG = devstack.REPO_ROOT / "dags" / "configs" / "demo_churn.yaml"
 DEMO_ROWS = 200_000
 
 
@@ -22,134 +16,11 @@ def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def _ensure_demo_data(home: Path, rows: int) -> Path:
-    from airflow_mlops.core.demo_data import write_dataset
-
-    path = home / "data" / "demo_churn" / "train.parquet"
-    if not path.exists():
-        started = time.perf_counter()
-        write_dataset(str(path), rows=rows, seed=0)
-        _say(f"generated {rows:,} demo rows in {time.perf_counter() - started:.1f}s -> {path}")
-    return path
-
-
-def _version_summary(tracking: Any, name: str) -> list[str]:
-    from airflow_mlops.core import registry
-
-    lines = []
-    versions = registry.search_versions(tracking, name)
-    if not versions:
-        return [f"  no version of {name} is registered"]
-    latest = versions[0]
-    tags = latest.tags
-    t = "mlops."
-    lines.append(
-        f"  dataset     {tags.get(t + 'data.uri')}: {tags.get(t + 'data.rows')} rows, "
-        f"sha256 {tags.get(t + 'data.sha256', '')[:16]}…"
-    )
-    lines.append(f"  validation  {tags.get(t + 'validation.summary')}")
-    metrics = {
-        k.removeprefix(t + "metric."): v for k, v in tags.items() if k.startswith(t + "metric.")
-    }
-    shown = ", ".join(f"{k}={float(v):.4f}" for k, v in sorted(metrics.items()))
-    lines.append(f"  metrics     {shown}")
-    lines.append(
-        f"  parity      max |Δp| {float(tags.get(t + 'parity.max_abs_diff', 'nan')):.2e}, "
-        f"{tags.get(t + 'parity.label_disagreements')} label disagreements "
-        f"on {tags.get(t + 'parity.rows')} holdout rows"
-    )
-    lines.append(
-        f"  gates       {tags.get(t + 'evaluation.summary')} "
-        f"({tags.get(t + 'evaluation.champion_basis', '')})"
-    )
-    for gate in filter(None, tags.get(t + "evaluation.gates", "").split("; ")):
-        lines.append(f"                {gate}")
-    lines.append(f"  promotion   {tags.get(t + 'promotion', 'not decided')}")
-    lines.append("  registry:")
-    for found in versions[:5]:
-        # Searches do not return aliases; a version read by number does.
-        v = registry.get_version(tracking, name, found.version) or found
-        aliases = ", ".join(f"@{a}" for a in v.aliases) or "-"
-        lines.append(f"    {name} v{v.version:<4} {aliases}")
-    return lines
-
-
-def _check_champion(tracking: Any, name: str) -> str:
-    """Load the champion both ways a user would and compare with the native model."""
-    import mlflow
-    import numpy as np
-
-    from airflow_mlops.core import registry
-    from airflow_mlops.core.config import load_config
-    from airflow_mlops.core.data import load_frame
-    from airflow_mlops.core.onnx import load_session, predict_proba_onnx
-
-    champion = registry.get_version(tracking, name, registry.CHAMPION)
-    if champion is None:
-        return "no champion"
-    config = load_config(DEMO_CONFIG)
-    frame = load_frame(str(config.data.uri)).head(2000)
-    features = frame[list(config.data.features)]
-    with tracking.activate():
-        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@champion")
-        native = mlflow.sklearn.load_model(f"runs:/{champion.run_id}/native")
-    proba_pyfunc = pyfunc.predict(features).filter(like="probability_").to_numpy()
-    session = load_session(registry.download_onnx(tracking, f"models:/{name}@champion"))
-    proba_ort = predict_proba_onnx(
-        session, features, config.data.numeric_features, config.data.categorical_features
-    )
-    proba_native = native.predict_proba(features)
-    return (
-        f"champion v{champion.version} loads with "
-        f"mlflow.pyfunc.load_model('models:/{name}@champion') and with ONNX Runtime; "
-        f"max |Δp| vs native on {len(frame)} rows: "
-        f"pyfunc {np.abs(proba_pyfunc - proba_native).max():.2e}, "
-        f"ORT {np.abs(proba_ort - proba_native).max():.2e}"
-    )
-
-
 def demo(args: argparse.Namespace) -> int:
-    """Generate data, start MLflow, run ``ml_training`` with ``airflow dags test``, summarise."""
-    from airflow_mlops.core.config import load_config
-    from airflow_mlops.core.tracking import TrackingConfig
+    """The whole loop on generated data (see :mod:`airflow_mlops.demo`)."""
+    from airflow_mlops.demo import run
 
-    home = devstack.mlops_home()
-    os.environ["MLOPS_HOME"] = str(home)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
-    _say(f"airflow-mlops demo — everything lives in {home}")
-    data = _ensure_demo_data(home, args.rows)
-    config = load_config(DEMO_CONFIG)
-    with devstack.MLflowServer(home / "mlflow") as server:
-        _say(f"MLflow server on {server.url} (SQLite {server.backend_uri})")
-        env = devstack.airflow_env(home, server.url)
-        devstack.migrate_airflow_db(env)
-        log_path = home / "logs" / "demo-ml_training.log"
-        _say(
-            "running DAG ml_training (prepare → validate → train → evaluate + convert → "
-            f"register → promote); log: {log_path}"
-        )
-        started = time.perf_counter()
-        code = devstack.run_dag_test("ml_training", env, log_path)
-        _say(
-            f"ml_training finished in {time.perf_counter() - started:.0f}s "
-            f"({'success' if code == 0 else f'FAILED, exit {code}'})"
-        )
-        tracking = TrackingConfig(tracking_uri=server.url)
-        _say("")
-        _say(f"model {config.name} — data {data}")
-        for line in _version_summary(tracking, config.name):
-            _say(line)
-        if code == 0:
-            _say("  check       " + _check_champion(tracking, config.name))
-    _say("")
-    _say(
-        "open the UIs on the same data:  make airflow   (Airflow http://127.0.0.1:8080, "
-        "MLflow http://127.0.0.1:5000)"
-    )
-    if code != 0:
-        _say(f"the run failed: see {log_path}")
-    return code
+    return run(args.rows)
 
 
 def stack(args: argparse.Namespace) -> int:
@@ -205,6 +76,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shift", type=float, default=0.0, help="drift knob: 0 = reference")
     p.set_defaults(func=demo_data)
+    sub.add_parser(
+        "serve",
+        help="the ONNX scoring server (options: airflow-mlops serve --help)",
+        add_help=False,
+    )
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        # The server owns its options (and runs without Airflow: see airflow_mlops.serving).
+        from airflow_mlops.serving.main import serve
+
+        return serve(argv[1:])
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -88,6 +88,15 @@ class DriftCheckOperator(MLOpsBaseOperator):
         )  # fmt: skip
         if summary["status"] == "unusable" and self.fail_on_unusable:
             raise AirflowFailException(summary["summary"])
+        if summary.get("confirmed"):
+            # Picked up by the lifecycle-events listener (plugins/mlops_events.py).
+            self.mlops_event = {
+                "kind": "drift_detected",
+                "model": summary["model"],
+                "version": summary["version"],
+                "message": summary["summary"],
+                "details": {key: summary.get(key) for key in EVENT_KEYS},
+            }
         if self.outlets:
             if not summary["confirmed"]:
                 context["ti"].xcom_push(key="return_value", value=summary)
