@@ -148,6 +148,8 @@ def _records(records: Any, where: str, max_rows: int) -> ColumnBatch:
             raise ProtocolError(f"{where}[{i}]: expected an object, got {type(rec).__name__}")
         if i == 0 or rec.keys() != names.keys():
             names.update(dict.fromkeys(rec))
+    if len(records) == 1:
+        return ColumnBatch({c: [v] for c, v in records[0].items()}, 1)
     missing = _Missing
     return ColumnBatch({c: [r.get(c, missing) for r in records] for c in names}, len(records))
 
@@ -212,7 +214,10 @@ def mlflow_columns(doc: Any, max_rows: int) -> ColumnBatch:
                     f"dataframe_split.data[{i}]: expected a list of {width} values "
                     f"(one per column), got {row!r:.80}"
                 )
-        return ColumnBatch({c: [r[j] for r in rows] for j, c in enumerate(names)}, len(rows))
+        # zip(*rows) transposes in C: one list per column.
+        return ColumnBatch(
+            dict(zip(names, map(list, zip(*rows, strict=True)), strict=True)), len(rows)
+        )
     if key == "dataframe_records":
         return _records(data, key, max_rows)
     if isinstance(data, list):
@@ -297,88 +302,118 @@ def _first_bad(values: Sequence[Any], allowed: frozenset[type]) -> tuple[int, An
     return -1, None  # pragma: no cover - only called when a bad value exists
 
 
-def build_feed(batch: ColumnBatch, meta: ModelMeta, extra_columns: str = "ignore") -> Feed:
-    """Check ``batch`` against ``meta`` and build the ONNX feed (rules in the module docstring)."""
-    cols = batch.columns
-    wanted = (*meta.numeric_features, *meta.categorical_features)
-    missing = [c for c in wanted if c not in cols]
-    extra = [c for c in cols if c not in meta.input_types]
-    if missing:
-        hint = f"; unexpected column(s) {extra}" if extra else ""
-        raise ProtocolError(f"missing column(s) {missing}{hint}", reason="missing_column")
-    if extra and extra_columns == "reject":
-        raise ProtocolError(
-            f"unexpected column(s) {extra}; expected {list(wanted)}", reason="unexpected_column"
+class _Plan:
+    """What :func:`build_feed` needs about a version, computed once per metadata object."""
+
+    def __init__(self, meta: ModelMeta) -> None:
+        self.meta = meta
+        self.numeric = meta.numeric_features
+        self.categorical = meta.categorical_features
+        self.wanted = (*meta.numeric_features, *meta.categorical_features)
+        self.long_idx = np.array(
+            [
+                i
+                for i, c in enumerate(meta.numeric_features)
+                if meta.input_types.get(c) in ("long", "integer")
+            ],
+            dtype=np.intp,
         )
+
+
+_plans: dict[int, _Plan] = {}
+
+
+def _plan(meta: ModelMeta) -> _Plan:
+    plan = _plans.get(id(meta))
+    if plan is None or plan.meta is not meta:
+        if len(_plans) > 64:  # versions come and go over a long run; keep the cache small
+            _plans.clear()
+        plan = _plans[id(meta)] = _Plan(meta)
+    return plan
+
+
+def _wrong_type(name: str, values: Sequence[Any], allowed: frozenset[type], what: str) -> None:
+    i, bad = _first_bad(values, allowed)
+    if i >= 0:
+        got = "absent" if bad is _Missing else f"{type(bad).__name__} {bad!r:.40}"
+        raise ProtocolError(
+            f"column {name!r} row {i}: expected {what} (or null), got {got}",
+            reason="wrong_type",
+        )
+
+
+def build_feed(batch: ColumnBatch, meta: ModelMeta, extra_columns: str = "ignore") -> Feed:
+    """Check ``batch`` against ``meta`` and build the ONNX feed (rules in the module docstring).
+
+    The common case costs a handful of vectorised checks; the per-value diagnosis (which
+    column, which row) runs only once something is known to be wrong.
+    """
+    plan = _plan(meta)
+    cols = batch.columns
+    if len(cols) != len(plan.wanted) or not all(c in cols for c in plan.wanted):
+        missing = [c for c in plan.wanted if c not in cols]
+        extra = [c for c in cols if c not in meta.input_types]
+        if missing:
+            hint = f"; unexpected column(s) {extra}" if extra else ""
+            raise ProtocolError(f"missing column(s) {missing}{hint}", reason="missing_column")
+        if extra and extra_columns == "reject":
+            raise ProtocolError(
+                f"unexpected column(s) {extra}; expected {list(plan.wanted)}",
+                reason="unexpected_column",
+            )
     rows = batch.rows
-    numeric_values = [cols[c] for c in meta.numeric_features]
-    flat = list(itertools.chain.from_iterable(numeric_values))
-    if not set(map(type, flat)) <= _NUMBER_TYPES:
-        for name, values in zip(meta.numeric_features, numeric_values, strict=True):
-            i, bad = _first_bad(values, _NUMBER_TYPES)
-            if i >= 0:
-                what = "absent" if bad is _Missing else f"{type(bad).__name__} {bad!r:.40}"
-                raise ProtocolError(
-                    f"column {name!r} row {i}: expected a number (or null), got {what}",
-                    reason="wrong_type",
-                )
+    numeric_values = [cols[c] for c in plan.numeric]
+    if not set(map(type, itertools.chain.from_iterable(numeric_values))) <= _NUMBER_TYPES:
+        for name, values in zip(plan.numeric, numeric_values, strict=True):
+            _wrong_type(name, values, _NUMBER_TYPES, "a number")
     try:
         matrix = np.array(numeric_values, dtype=np.float64).reshape(len(numeric_values), rows)
     except (OverflowError, ValueError) as exc:
         raise ProtocolError(f"numeric columns: {exc}", reason="wrong_type") from exc
-    if len(flat):
-        _check_numeric(matrix, meta)
-    f32 = matrix.astype(np.float32)
-    inputs: dict[str, np.ndarray] = {
-        name: f32[i].reshape(rows, 1) for i, name in enumerate(meta.numeric_features)
-    }
-    categorical: list[list[Any]] = []
-    for name in meta.categorical_features:
-        values = cols[name]
-        kinds = set(map(type, values))
+    if np.isinf(matrix).any():
+        c, r = np.argwhere(np.isinf(matrix))[0]
+        raise ProtocolError(
+            f"column {plan.numeric[c]!r} row {r}: infinite values are not allowed",
+            reason="not_finite",
+        )
+    if plan.long_idx.size:
+        longs = matrix[plan.long_idx]
+        # NaN != trunc(NaN): one comparison catches both a missing and a fractional value.
+        if (longs != np.trunc(longs)).any():
+            _diagnose_long(longs, [plan.numeric[i] for i in plan.long_idx])
+    # Iterating a [k, rows, 1] array yields contiguous [rows, 1] views: no per-column reshape.
+    f32 = matrix.astype(np.float32).reshape(len(plan.numeric), rows, 1)
+    inputs: dict[str, np.ndarray] = dict(zip(plan.numeric, f32, strict=True))
+    categorical = [cols[c] for c in plan.categorical]
+    if categorical:
+        kinds = set(map(type, itertools.chain.from_iterable(categorical)))
         if not kinds <= _STRING_TYPES:
-            i, bad = _first_bad(values, _STRING_TYPES)
-            what = "absent" if bad is _Missing else f"{type(bad).__name__} {bad!r:.40}"
-            raise ProtocolError(
-                f"column {name!r} row {i}: expected a string (or null), got {what}",
-                reason="wrong_type",
-            )
-        categorical.append(values)
-        arr = np.array(values, dtype=object).reshape(rows, 1)
+            for name, values in zip(plan.categorical, categorical, strict=True):
+                _wrong_type(name, values, _STRING_TYPES, "a string")
+        strings = np.empty((len(categorical), rows), dtype=object)
+        strings[:] = categorical
         if _NONE in kinds:
-            arr[arr == None] = ""  # noqa: E711 - elementwise comparison on an object array
-        inputs[name] = arr
+            strings[strings == None] = ""  # noqa: E711 - elementwise comparison on objects
+        inputs.update(
+            zip(plan.categorical, strings.reshape(len(categorical), rows, 1), strict=True)
+        )
     return Feed(inputs, matrix, categorical, rows)
 
 
-def _check_numeric(matrix: np.ndarray, meta: ModelMeta) -> None:
-    finite = np.isfinite(matrix)
-    if finite.all():
-        nan = None
-    else:
-        inf = np.isinf(matrix)
-        if inf.any():
-            c, r = np.argwhere(inf)[0]
-            raise ProtocolError(
-                f"column {meta.numeric_features[c]!r} row {r}: infinite values are not allowed",
-                reason="not_finite",
-            )
-        nan = ~finite
-    for c, name in enumerate(meta.numeric_features):
-        if meta.input_types.get(name) not in ("long", "integer"):
-            continue
-        if nan is not None and nan[c].any():
-            r = int(np.argmax(nan[c]))
+def _diagnose_long(longs: np.ndarray, names: list[str]) -> None:
+    for row_values, name in zip(longs, names, strict=True):
+        nan = np.isnan(row_values)
+        if nan.any():
+            r = int(np.argmax(nan))
             raise ProtocolError(
                 f"column {name!r} row {r}: null/NaN is not allowed in an integer (long) column",
                 reason="missing_value",
             )
-        row = matrix[c]
-        frac = row != np.trunc(row)
+        frac = row_values != np.trunc(row_values)
         if frac.any():
             r = int(np.argmax(frac))
             raise ProtocolError(
-                f"column {name!r} row {r}: expected an integer, got {row[r]!r}",
+                f"column {name!r} row {r}: expected an integer, got {row_values[r]!r}",
                 reason="wrong_type",
             )
 
