@@ -20,6 +20,7 @@ Validation rules (a violation is a 4xx whose message names the column and the fi
 from __future__ import annotations
 
 import itertools
+import json as _json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,11 +30,11 @@ import numpy as np
 
 from airflow_mlops.serving.models import ModelMeta
 
-try:  # orjson is ~3x faster on small documents; the stdlib is the fallback.
+_orjson: Any
+try:  # orjson parses ~5x and writes ~3x faster than the stdlib on these documents.
     import orjson as _orjson
 except ImportError:  # pragma: no cover - depends on the environment
     _orjson = None
-import json as _json
 
 __all__ = [
     "ColumnBatch",
