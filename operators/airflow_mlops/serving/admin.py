@@ -106,9 +106,10 @@ class Admin:
         needed = list(weights) + ([shadow.version] if shadow else [])
         to_load: dict[str, str] = {}
         for v in needed:
-            if v in app.versions and str(v) not in sources:
-                continue
             source = sources.get(v) or app.sources.get(v)
+            loaded_now = app.versions.get(v)
+            if loaded_now is not None and (source is None or str(source) == loaded_now.source):
+                continue  # already serving from this source: no reload
             if not source:
                 return 422, _err(
                     protocol.INVALID,

@@ -197,3 +197,11 @@ def test_v2_response_and_requested_outputs():
     assert doc["outputs"] == [
         {"name": "probabilities", "datatype": "FP32", "shape": [2, 2], "data": [0.5, 0.5, 1.0, 0.0]}
     ]
+
+
+def test_stdlib_json_fallback(monkeypatch):
+    monkeypatch.setattr(protocol, "_orjson", None)
+    assert protocol.loads(b'{"a": [1, null]}') == {"a": [1, None]}
+    assert protocol.dumps({"a": [1.5, None]}) == b'{"a":[1.5,null]}'
+    with pytest.raises(ProtocolError, match="malformed JSON"):
+        protocol.loads(b"{")
