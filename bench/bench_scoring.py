@@ -59,6 +59,43 @@ def _child_rss(args: argparse.Namespace) -> None:
     print(json.dumps(result.to_dict()))
 
 
+def _rss_series(model_path: str, work: Path, with_20m: bool) -> None:
+    """Peak RSS (VmHWM) of score_partition in a fresh process per input size."""
+    from airflow_mlops.core.demo_data import write_dataset
+
+    sizes = [1_000_000, 5_000_000] + ([20_000_000] if with_20m else [])
+    print(f"\npeak RSS of score_partition in a fresh process ({Path(model_path).stem})")
+    for rows in sizes:
+        src = str(work / f"rss-{rows}.parquet")
+        write_dataset(src, rows=rows, seed=5, chunk_rows=1_000_000)
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                "--model",
+                model_path,
+                "--input",
+                src,
+                "--output",
+                str(work / "rss-out.parquet"),
+                "--mon",
+                str(work / "mon"),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ},
+        )
+        res = json.loads(out.stdout.strip().splitlines()[-1])
+        print(
+            f"{rows:>12,} rows: peak RSS {res['peak_rss_mb']:6.0f} MB, "
+            f"{res['rows_per_second']:>10,.0f} rows/s",
+            flush=True,
+        )
+        os.remove(src)
+
+
 def _train(name: str, estimator: str, params: dict, frame, threads: int, out: Path):
     from airflow_mlops.core.config import load_config
     from airflow_mlops.core.onnx import convert_to_onnx
@@ -109,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="LR,RF,HGB,LGBM")
     parser.add_argument("--rss-20m", action="store_true", help="add a 20M-row RSS point")
     parser.add_argument("--no-rss", action="store_true")
+    parser.add_argument("--rss-only", help="only the RSS series, with this .onnx model")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
@@ -129,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     from airflow_mlops.core.scoring import available_cores, score_partition
 
     threads = available_cores()
+    if args.rss_only:
+        _rss_series(args.rss_only, Path(tempfile.mkdtemp(prefix="bench-rss-")), args.rss_20m)
+        return 0
     work = Path(tempfile.mkdtemp(prefix="bench-scoring-"))
     print(f"# work dir {work}; {threads} cores available; rows {args.rows:,}", flush=True)
     data = str(work / "input.parquet")
@@ -228,37 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     if not args.no_rss:
-        sizes = [1_000_000, 5_000_000] + ([20_000_000] if args.rss_20m else [])
-        model_path = setups.get("HGB", next(iter(setups.values())))["onnx"]
-        print(f"\npeak RSS of score_partition in a fresh process ({Path(model_path).stem})")
-        for rows in sizes:
-            src = str(work / f"rss-{rows}.parquet")
-            write_dataset(src, rows=rows, seed=5, chunk_rows=1_000_000)
-            out = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--child",
-                    "--model",
-                    model_path,
-                    "--input",
-                    src,
-                    "--output",
-                    str(work / "rss-out.parquet"),
-                    "--mon",
-                    str(work / "mon"),
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-                env={**os.environ},
-            )
-            res = json.loads(out.stdout.strip().splitlines()[-1])
-            print(
-                f"{rows:>12,} rows: peak RSS {res['peak_rss_mb']:6.0f} MB, "
-                f"{res['rows_per_second']:>10,.0f} rows/s"
-            )
-            os.remove(src)
+        _rss_series(setups.get("HGB", next(iter(setups.values())))["onnx"], work, args.rss_20m)
     return 0
 
 

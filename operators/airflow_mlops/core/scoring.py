@@ -156,7 +156,7 @@ class ScoreResult:
     :param model_version: its concrete version.
     :param seconds: wall time from opening the input to the rename of the outputs.
     :param rows_per_second: ``rows_in / seconds``.
-    :param peak_rss_mb: peak resident memory of the process so far (``ru_maxrss``).
+    :param peak_rss_mb: peak resident memory of the process so far (``VmHWM``).
     :param sample_uri: the monitoring sample (``None`` when sampling is off or no row scored).
     """
 
@@ -194,7 +194,18 @@ def available_cores() -> int:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process in MB (Linux reports KiB)."""
+    """Peak resident set size of this program in MB.
+
+    ``VmHWM`` from ``/proc/self/status`` first: ``ru_maxrss`` survives ``exec`` on Linux, so a
+    task process started from a big parent (a forked worker, a benchmark) would report the
+    parent's peak instead of its own.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
