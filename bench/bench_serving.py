@@ -307,6 +307,7 @@ def main() -> int:
         print(f"both servers answer the same 32 rows (max |dp| {diff:.1e})")
         for url in urls.values():  # warm-up, not measured
             wrk(url, body[1], 8, 1.0)
+        load_before = os.getloadavg()[0]
         cells: dict[tuple[str, int, int], list[dict[str, float]]] = {}
         for rep in range(args.repeats):
             order = list(urls) if rep % 2 == 0 else list(reversed(urls))
@@ -319,6 +320,10 @@ def main() -> int:
         shift = shift_run(urls["ours"], body[1], max(args.duration, 5.0), args.shifts)
         status, text = post(f"{urls['ours']}/admin/routes", b"", method="GET")
         report(cells, shift, args, json.loads(text) if status == 200 else None)
+        print(
+            f"1-minute load average: {load_before:.1f} before the cells, "
+            f"{os.getloadavg()[0]:.1f} after (2 cores; wrk and both servers included)"
+        )
         if args.out:
             Path(args.out).write_text(
                 json.dumps(

@@ -123,7 +123,7 @@ class Feed:
 
     inputs: dict[str, np.ndarray]
     numeric: np.ndarray  # float64 [n_numeric, rows]; NaN = missing
-    categorical: list[list[Any]]  # per categorical column, str or None
+    categorical: np.ndarray  # object [n_categorical, rows]; "" = missing
     rows: int
 
 
@@ -386,19 +386,19 @@ def build_feed(batch: ColumnBatch, meta: ModelMeta, extra_columns: str = "ignore
     f32 = matrix.astype(np.float32).reshape(len(plan.numeric), rows, 1)
     inputs: dict[str, np.ndarray] = dict(zip(plan.numeric, f32, strict=True))
     categorical = [cols[c] for c in plan.categorical]
+    strings = np.empty((len(categorical), rows), dtype=object)
     if categorical:
         kinds = set(map(type, itertools.chain.from_iterable(categorical)))
         if not kinds <= _STRING_TYPES:
             for name, values in zip(plan.categorical, categorical, strict=True):
                 _wrong_type(name, values, _STRING_TYPES, "a string")
-        strings = np.empty((len(categorical), rows), dtype=object)
         strings[:] = categorical
         if _NONE in kinds:
             strings[strings == None] = ""  # noqa: E711 - elementwise comparison on objects
         inputs.update(
             zip(plan.categorical, strings.reshape(len(categorical), rows, 1), strict=True)
         )
-    return Feed(inputs, matrix, categorical, rows)
+    return Feed(inputs, matrix, strings, rows)
 
 
 def _diagnose_long(longs: np.ndarray, names: list[str]) -> None:

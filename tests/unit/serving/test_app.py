@@ -157,6 +157,14 @@ def test_admin_put_loads_then_swaps(model_folders, rows):
             },
         )
         assert forced.headers["x-model-version"] == "1"
+        app = client.app
+        v2 = app.versions["2"]  # type: ignore[attr-defined]
+        again = client.put(
+            "/admin/routes",
+            json={"routes": {"1": 1, "2": 1}, "sources": {"2": str(model_folders["2"])}},
+        )
+        assert again.status_code == 200
+        assert app.versions["2"] is v2  # type: ignore[attr-defined]  # same source: no reload
 
 
 def test_admin_refuses_a_version_that_fails_to_load(model_folders, tmp_path, rows):
