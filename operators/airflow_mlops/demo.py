@@ -109,7 +109,9 @@ def check_champion(tracking: Any, name: str, config: Any) -> str:
     if champion is None:
         return "no champion"
     features = load_frame(str(config.data.uri)).head(2000)[list(config.data.features)]
-    with tracking.activate():
+    with tracking.activate(), warnings.catch_warnings():
+        # MLflow suggests type hints on predict(); the logged signature already is the schema.
+        warnings.simplefilter("ignore", UserWarning)
         pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@champion")
         native = mlflow.sklearn.load_model(f"runs:/{champion.run_id}/native")
     via_pyfunc = pyfunc.predict(features).filter(like="probability_").to_numpy()
@@ -145,10 +147,16 @@ def _drift_days(env: dict[str, str], home: Path, config: Any, tracking: Any) -> 
         _dag_test(env, home, "ml_drift_monitor", {"day": day}, day)
         champion = registry.get_version(tracking, config.name, registry.CHAMPION)
         tags = champion.tags if champion else {}
+        history = json.loads(tags.get("mlops.drift.history") or "[]")
+        confirmed = bool(history and history[-1].get("c"))
         say(
             f"    drift check of v{champion.version if champion else '?'}: "
-            f"{tags.get('mlops.drift.last_status')}, {tags.get('mlops.drift.consecutive')} "
-            "drifting window(s) in a row"
+            f"{tags.get('mlops.drift.last_status')}"
+            + (
+                " — confirmed (streak reached, count restarts)"
+                if confirmed
+                else f", {tags.get('mlops.drift.consecutive')} drifting window(s) in a row"
+            )
         )
     events = [e for e in read_events() if e["kind"] == "drift_detected"]
     if not events:
@@ -166,6 +174,14 @@ def _drift_days(env: dict[str, str], home: Path, config: Any, tracking: Any) -> 
     return True
 
 
+def _json_rows(output: str) -> list[dict[str, Any]]:
+    """The JSON list an ``airflow ... -o json`` command printed among its log lines."""
+    for line in output.splitlines():
+        if line.startswith("["):
+            return list(json.loads(line))
+    return []
+
+
 def _retrain_on_event(env: dict[str, str], home: Path, config: Any, rows: int) -> dict | None:
     """Start the scheduler (``airflow standalone``) and wait for the queued training run."""
     from airflow_mlops.core.demo_data import write_dataset
@@ -179,12 +195,11 @@ def _retrain_on_event(env: dict[str, str], home: Path, config: Any, rows: int) -
         say(f"  scheduler up in {time.perf_counter() - started:.0f}s; waiting for the run")
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
-            runs = json.loads(
-                _airflow(env, "dags", "list-runs", "ml_training", "-o", "json") or "[]"
-            )
+            runs = _json_rows(_airflow(env, "dags", "list-runs", "ml_training", "-o", "json"))
             done = [
                 r for r in runs
-                if r.get("run_type") == "asset_triggered" and r["state"] in ("success", "failed")
+                if r["run_id"].startswith("asset_triggered__")
+                and r["state"] in ("success", "failed")
             ]  # fmt: skip
             if done:
                 run = done[0]
