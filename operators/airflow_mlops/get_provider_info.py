@@ -23,6 +23,10 @@ def get_provider_info() -> dict[str, Any]:
         "extra-links": [
             "airflow_mlops.links.mlflow.MLflowRunLink",
             "airflow_mlops.links.mlflow.MLflowModelVersionLink",
+            "airflow_mlops.links.profiling.MLflowProfileReportLink",
+            "airflow_mlops.links.drift.DriftReportLink",
+            "airflow_mlops.links.rollout.RolloutEndpointLink",
+            "airflow_mlops.links.rollout.ServingImageLink",
         ],
         "hooks": [{"integration-name": "MLflow", "python-modules": ["airflow_mlops.hooks.mlflow"]}],
         "operators": [
@@ -32,7 +36,14 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_mlops.operators.data",
                     "airflow_mlops.operators.training",
                     "airflow_mlops.operators.registry",
+                    "airflow_mlops.operators.profiling",
+                    "airflow_mlops.operators.scoring",
+                    "airflow_mlops.operators.drift",
+                    "airflow_mlops.operators.rollout",
                 ],
             }
+        ],
+        "sensors": [
+            {"integration-name": "MLOps", "python-modules": ["airflow_mlops.sensors.drift"]}
         ],
     }
