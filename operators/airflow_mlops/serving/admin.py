@@ -23,12 +23,14 @@ from typing import TYPE_CHECKING, Any
 from airflow_mlops.core.config import ConfigError
 from airflow_mlops.serving import protocol
 from airflow_mlops.serving.config import normalise_routes, parse_shadow
+from airflow_mlops.serving.http import read_body
 from airflow_mlops.serving.models import LoadedVersion, LoadError
 from airflow_mlops.serving.protocol import ProtocolError
 from airflow_mlops.serving.routing import RoutingTable
 
 if TYPE_CHECKING:
-    from airflow_mlops.serving.app import Receive, Scope, ScoringApp
+    from airflow_mlops.serving.app import Scope, ScoringApp
+    from airflow_mlops.serving.http import Receive
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +74,9 @@ class Admin:
             return 200, self.routes_doc()
         if method != "PUT":
             return 405, _err("METHOD_NOT_ALLOWED", f"{method} {path}: use GET or PUT")
-        from airflow_mlops.serving.app import _read_body
-
         try:
             length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-            doc = protocol.loads(await _read_body(receive, length, _MAX_ADMIN_BODY))
+            doc = protocol.loads(await read_body(receive, length, _MAX_ADMIN_BODY))
         except ProtocolError as exc:
             return exc.status, _err(exc.error_code, exc.message)
         async with self._lock:  # one change at a time; predictions are never blocked by it

@@ -24,15 +24,16 @@ import logging
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from airflow_mlops.serving import protocol
 from airflow_mlops.serving.capture import Capture
 from airflow_mlops.serving.config import ServingConfig
+from airflow_mlops.serving.feed import Feed, build_feed
+from airflow_mlops.serving.http import JSON_HEADER, Receive, Send, read_body, respond, v2_error
 from airflow_mlops.serving.metrics import Metrics
 from airflow_mlops.serving.models import LoadedVersion, load_version
-from airflow_mlops.serving.protocol import ColumnBatch, Feed, ProtocolError
+from airflow_mlops.serving.protocol import ColumnBatch, ProtocolError
 from airflow_mlops.serving.routing import RoutingTable
 
 log = logging.getLogger(__name__)
@@ -40,10 +41,7 @@ log = logging.getLogger(__name__)
 __all__ = ["ScoringApp", "create_app"]
 
 Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-_JSON = (b"content-type", b"application/json")
 # Batches above this many rows run in a worker thread (ORT releases the GIL) so a large request
 # does not stall the event loop; smaller ones are cheaper inline than a thread hop (~50 µs).
 _INLINE_ROWS = 64
@@ -152,25 +150,25 @@ class ScoringApp:
         elif method == "GET":
             if path == "/metrics":
                 body = self.metrics.render().encode()
-                return await _respond(
+                return await respond(
                     send, 200, body, [(b"content-type", b"text/plain; version=0.0.4")]
                 )
             if path in ("/health", "/ping"):
-                return await _respond(send, 200 if self.ready else 503, b"\n", [_JSON])
+                return await respond(send, 200 if self.ready else 503, b"\n", [JSON_HEADER])
             if path.startswith("/v2"):
                 return await self._v2_get(send, path)
         if path.startswith("/admin/"):
             status, doc = await self.admin.handle(scope, receive, method, path)
-            return await _respond(send, status, protocol.dumps(doc), [_JSON])
+            return await respond(send, status, protocol.dumps(doc), [JSON_HEADER])
         known = path in ("/invocations", "/metrics", "/health", "/ping") or path.startswith("/v2")
         status = 405 if known else 404
-        return await _respond(
+        return await respond(
             send,
             status,
             protocol.dumps(
                 {"error_code": "ENDPOINT_NOT_FOUND", "message": f"{method} {path} is not served"}
             ),
-            [_JSON],
+            [JSON_HEADER],
         )
 
     async def _v2_infer(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
@@ -179,15 +177,15 @@ class ScoringApp:
         if len(parts) == 6 and parts[3] == "versions":
             forced = parts[4]
         elif len(parts) != 4:
-            return await _v2_error(send, 404, f"no such endpoint {path}")
+            return await v2_error(send, 404, f"no such endpoint {path}")
         if parts[2] != self.model:
-            return await _v2_error(
+            return await v2_error(
                 send,
                 404,
                 f"model {parts[2]!r} is not served here (this server serves {self.model!r})",
             )
         if forced is not None and forced not in self.versions:
-            return await _v2_error(
+            return await v2_error(
                 send,
                 404,
                 f"version {forced!r} of {self.model} is not loaded;"
@@ -205,37 +203,40 @@ class ScoringApp:
                 "version": __version__,
                 "extensions": [],
             }
-            return await _respond(send, 200, protocol.dumps(doc), [_JSON])
+            return await respond(send, 200, protocol.dumps(doc), [JSON_HEADER])
         if parts == ["v2", "health", "live"]:
-            return await _respond(send, 200, b'{"live":true}', [_JSON])
+            return await respond(send, 200, b'{"live":true}', [JSON_HEADER])
         if parts == ["v2", "health", "ready"]:
-            return await _respond(
-                send, 200 if self.ready else 503, protocol.dumps({"ready": self.ready}), [_JSON]
+            return await respond(
+                send,
+                200 if self.ready else 503,
+                protocol.dumps({"ready": self.ready}),
+                [JSON_HEADER],
             )
         if len(parts) >= 3 and parts[1] == "models":
             if parts[2] != self.model:
-                return await _v2_error(send, 404, f"model {parts[2]!r} is not served here")
+                return await v2_error(send, 404, f"model {parts[2]!r} is not served here")
             rest = parts[3:]
             want_ready = bool(rest) and rest[-1] == "ready"
             rest = rest[:-1] if want_ready else rest
             if rest and (len(rest) != 2 or rest[0] != "versions"):
-                return await _v2_error(send, 404, f"no such endpoint {path}")
+                return await v2_error(send, 404, f"no such endpoint {path}")
             version = rest[1] if rest else self._default_version()
             lv = self.versions.get(version) if version else None
             if lv is None:
-                return await _v2_error(
+                return await v2_error(
                     send, 404, f"version {version!r} is not loaded; loaded: {sorted(self.versions)}"
                 )
             if want_ready:
-                return await _respond(
+                return await respond(
                     send,
                     200,
                     protocol.dumps({"name": self.model, "version": version, "ready": True}),
-                    [_JSON],
+                    [JSON_HEADER],
                 )
             doc = protocol.v2_metadata(self.model, lv.meta, sorted(self.versions), lv.label_kind)
-            return await _respond(send, 200, protocol.dumps(doc), [_JSON])
-        return await _v2_error(send, 404, f"no such endpoint {path}")
+            return await respond(send, 200, protocol.dumps(doc), [JSON_HEADER])
+        return await v2_error(send, 404, f"no such endpoint {path}")
 
     def _default_version(self) -> str | None:
         weights = self.table.weights
@@ -275,14 +276,14 @@ class ScoringApp:
                     status=415,
                     reason="content_type",
                 )
-            body = await _read_body(receive, length, self.config.limits.max_body_bytes)
+            body = await read_body(receive, length, self.config.limits.max_body_bytes)
             doc = protocol.loads(body)
             limit = self.config.limits.max_rows
             if proto == "mlflow":
                 batch = protocol.mlflow_columns(doc, limit)
             else:
                 batch = protocol.v2_columns(doc, lv.meta, limit)
-            feed = protocol.build_feed(batch, lv.meta, self.config.extra_columns)
+            feed = build_feed(batch, lv.meta, self.config.extra_columns)
             if feed.rows <= _INLINE_ROWS:
                 labels, proba = lv.run(feed.inputs)
             else:
@@ -315,7 +316,7 @@ class ScoringApp:
                 "type": "http.response.start",
                 "status": 200,
                 "headers": [
-                    _JSON,
+                    JSON_HEADER,
                     (b"content-length", str(len(payload)).encode()),
                     (b"x-model-name", self._model_b),
                     (b"x-model-version", version.encode()),
@@ -351,7 +352,7 @@ class ScoringApp:
             if sv.meta.input_types == answered.meta.input_types:
                 shadow_feed = feed
             else:
-                shadow_feed = protocol.build_feed(batch, sv.meta, "ignore")
+                shadow_feed = build_feed(batch, sv.meta, "ignore")
             s_labels, s_proba = sv.run(shadow_feed.inputs)
         except Exception as exc:
             reason = exc.reason if isinstance(exc, ProtocolError) else "shadow_failed"
@@ -372,72 +373,17 @@ class ScoringApp:
             doc: dict[str, Any] = {"error_code": exc.error_code, "message": exc.message}
         else:
             doc = {"error": exc.message}
-        await _respond(
+        await respond(
             send,
             exc.status,
             protocol.dumps(doc),
             [
-                _JSON,
+                JSON_HEADER,
                 (b"x-model-name", self._model_b),
                 (b"x-model-version", version.encode()),
                 (b"x-request-id", request_id.encode()),
             ],
         )
-
-
-async def _read_body(receive: Receive, length: bytes | None, limit: int) -> bytes:
-    """The request body, refused past ``limit`` bytes (Content-Length first, then as read)."""
-    if length is not None:
-        try:
-            declared = int(length)
-        except ValueError:
-            raise ProtocolError(f"bad Content-Length {length!r}") from None
-        if declared > limit:
-            raise ProtocolError(
-                f"request body of {declared} bytes exceeds the limit of {limit} bytes",
-                status=413,
-                error_code=protocol.LIMIT,
-                reason="body_too_large",
-            )
-    message = await receive()
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body"):
-        if len(body) > limit:
-            raise ProtocolError(
-                f"request body exceeds the limit of {limit} bytes",
-                status=413,
-                error_code=protocol.LIMIT,
-                reason="body_too_large",
-            )
-        return body
-    parts = [body]
-    size = len(body)
-    while message.get("more_body"):
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise ProtocolError(
-                f"request body exceeds the limit of {limit} bytes",
-                status=413,
-                error_code=protocol.LIMIT,
-                reason="body_too_large",
-            )
-        parts.append(chunk)
-    return b"".join(parts)
-
-
-async def _respond(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
-) -> None:
-    # An explicit length spares the server chunked encoding.
-    headers = [*headers, (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _v2_error(send: Send, status: int, message: str) -> None:
-    await _respond(send, status, protocol.dumps({"error": message}), [_JSON])
 
 
 def create_app(config: ServingConfig, seed: int | None = None) -> ScoringApp:

@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 
 from airflow_mlops.serving.config import CaptureSpec
+from airflow_mlops.serving.feed import Feed
 from airflow_mlops.serving.metrics import Metrics
 from airflow_mlops.serving.models import ModelMeta
-from airflow_mlops.serving.protocol import Feed
 
 log = logging.getLogger(__name__)
 

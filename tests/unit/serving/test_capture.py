@@ -9,9 +9,10 @@ import pytest
 
 from airflow_mlops.serving.capture import Capture, partition_dir
 from airflow_mlops.serving.config import CaptureSpec
+from airflow_mlops.serving.feed import build_feed
 from airflow_mlops.serving.metrics import Metrics
 from airflow_mlops.serving.models import ModelMeta
-from airflow_mlops.serving.protocol import build_feed, mlflow_columns
+from airflow_mlops.serving.protocol import mlflow_columns
 
 META = ModelMeta.from_dict(
     {

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from airflow_mlops.serving import protocol
+from airflow_mlops.serving.feed import build_feed
 from airflow_mlops.serving.models import ModelMeta
-from airflow_mlops.serving.protocol import ProtocolError, build_feed, mlflow_columns, v2_columns
+from airflow_mlops.serving.protocol import ProtocolError, mlflow_columns, v2_columns
 
 META = ModelMeta.from_dict(
     {

@@ -1,0 +1,68 @@
+"""Small raw-ASGI helpers: read a bounded body, send a complete response."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from airflow_mlops.serving import protocol
+from airflow_mlops.serving.protocol import ProtocolError
+
+__all__ = ["JSON_HEADER", "Receive", "Send", "read_body", "respond", "v2_error"]
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+JSON_HEADER = (b"content-type", b"application/json")
+
+
+async def read_body(receive: Receive, length: bytes | None, limit: int) -> bytes:
+    """The request body, refused past ``limit`` bytes (Content-Length first, then as read)."""
+    if length is not None:
+        try:
+            declared = int(length)
+        except ValueError:
+            raise ProtocolError(f"bad Content-Length {length!r}") from None
+        if declared > limit:
+            raise ProtocolError(
+                f"request body of {declared} bytes exceeds the limit of {limit} bytes",
+                status=413,
+                error_code=protocol.LIMIT,
+                reason="body_too_large",
+            )
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body"):
+        if len(body) > limit:
+            raise ProtocolError(
+                f"request body exceeds the limit of {limit} bytes",
+                status=413,
+                error_code=protocol.LIMIT,
+                reason="body_too_large",
+            )
+        return body
+    parts = [body]
+    size = len(body)
+    while message.get("more_body"):
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise ProtocolError(
+                f"request body exceeds the limit of {limit} bytes",
+                status=413,
+                error_code=protocol.LIMIT,
+                reason="body_too_large",
+            )
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    # An explicit length spares the server chunked encoding.
+    headers = [*headers, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def v2_error(send: Send, status: int, message: str) -> None:
+    await respond(send, status, protocol.dumps({"error": message}), [JSON_HEADER])
