@@ -207,6 +207,31 @@ class ServingConfig:
             cache_dir=raw.get("cache_dir"),
         )
 
+    @classmethod
+    def from_section(
+        cls,
+        raw: dict[str, Any] | None,
+        *,
+        model: str,
+        versions: dict[str, str],
+        routes: dict[str, float] | None = None,
+        shadow: dict[str, Any] | None = None,
+        source: str = "<model config>",
+    ) -> ServingConfig:
+        """A model config's ``serving:`` section (options only; an empty one works) plus the
+        model name and the versions to serve, which the caller (packaging, rollout) knows.
+
+        Keys given in the section win over ``model``; ``versions`` are added to the section's.
+        """
+        raw = dict(raw or {})
+        raw.setdefault("model", model)
+        raw["versions"] = {**(raw.get("versions") or {}), **versions}
+        if routes is not None:
+            raw["routes"] = routes
+        if shadow is not None:
+            raw["shadow"] = shadow
+        return cls.from_dict(raw, source)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict that :meth:`from_dict` reads back."""
         from dataclasses import asdict

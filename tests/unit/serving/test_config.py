@@ -91,3 +91,21 @@ def test_flags_alone(tmp_path):
     assert build_config(args).routes == {"2": 1.0}
     with pytest.raises(ConfigError, match="expected V=VALUE"):
         build_config(parser().parse_args(["--model", "m", "--version", "1"]))
+
+
+def test_model_config_section_can_be_empty():
+    config = ServingConfig.from_section({}, model="churn", versions={"3": "models:/churn/3"})
+    assert config.model == "churn" and config.routes == {"3": 1.0}
+    tuned = ServingConfig.from_section(
+        {"capture": {"sample_rate": 0.5}, "limits": {"max_rows": 50}},
+        model="churn",
+        versions={"3": "a", "4": "b"},
+        routes={"3": 9, "4": 1},
+        shadow={"version": "4", "share": 0.2},
+    )
+    assert tuned.capture.sample_rate == 0.5 and tuned.limits.max_rows == 50
+    assert tuned.routes == {"3": 0.9, "4": 0.1} and tuned.shadow is not None
+    with pytest.raises(ConfigError, match="demo.yaml"):
+        ServingConfig.from_section(
+            {"limits": {"max_rows": -1}}, model="m", versions={"1": "a"}, source="demo.yaml"
+        )
