@@ -105,7 +105,7 @@ def test_model_config_section_can_be_empty():
     )
     assert tuned.capture.sample_rate == 0.5 and tuned.limits.max_rows == 50
     assert tuned.routes == {"3": 0.9, "4": 0.1} and tuned.shadow is not None
-    with pytest.raises(ConfigError, match="demo.yaml"):
+    with pytest.raises(ConfigError, match=r"demo\.yaml"):
         ServingConfig.from_section(
             {"limits": {"max_rows": -1}}, model="m", versions={"1": "a"}, source="demo.yaml"
         )
