@@ -55,8 +55,16 @@ class TrackingConfig:
         """
         import mlflow
 
+        # mlflow.set_*_uri also export MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI, which child
+        # processes inherit: the environment is put back exactly as it was.
         saved = {
-            k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+            k: os.environ.get(k)
+            for k in (
+                "MLFLOW_TRACKING_USERNAME",
+                "MLFLOW_TRACKING_PASSWORD",
+                "MLFLOW_TRACKING_URI",
+                "MLFLOW_REGISTRY_URI",
+            )
         }
         previous_tracking = mlflow.get_tracking_uri()
         previous_registry = mlflow.get_registry_uri()
