@@ -1,0 +1,9 @@
+"""The "Models" view: registered models as the lifecycle left them, read from MLflow.
+
+``overview`` gathers versions, aliases and the ``mlops.*`` tags into plain dataclasses,
+``render`` turns them into one escaped HTML page, ``app`` serves both (HTML and JSON) as a
+FastAPI app that the Airflow plugin ``plugins/mlops_ui.py`` mounts under ``/mlops``. Nothing here
+imports Airflow: the plugin hands in how to find MLflow.
+"""
+
+from __future__ import annotations
