@@ -90,7 +90,7 @@ def scoring_dag(
 
         @task
         def list_partitions() -> list[str]:
-            from airflow_mlops.core.scoring import list_partitions as listing
+            from airflow_mlops.core.scoring_runs import list_partitions as listing
 
             day = _run_date(get_current_context())
             found = listing(input_base, day)
@@ -107,7 +107,8 @@ def scoring_dag(
 
         @task(trigger_rule="all_done")
         def summary(results: Any, listed: list[str]) -> dict[str, Any]:
-            from airflow_mlops.core.scoring import ScoringError, summarize
+            from airflow_mlops.core.scoring import ScoringError
+            from airflow_mlops.core.scoring_runs import summarize
 
             done = [r for r in (results or []) if r]
             try:

@@ -235,7 +235,7 @@ def run(rows: int) -> int:
     from airflow_mlops.core import registry
     from airflow_mlops.core.config import load_config
     from airflow_mlops.core.demo_data import write_dataset
-    from airflow_mlops.core.scoring import format_demo, score_demo
+    from airflow_mlops.core.scoring_runs import format_demo, score_demo
     from airflow_mlops.core.tracking import TrackingConfig
 
     home = devstack.mlops_home()

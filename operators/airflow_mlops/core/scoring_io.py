@@ -21,6 +21,8 @@ whole partition is decided here:
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,9 +44,11 @@ from airflow_mlops.core.data import (
 from airflow_mlops.core.scoring import ScoringError
 
 __all__ = [
+    "BackgroundWriter",
     "Feed",
     "InputSource",
     "LazyWriter",
+    "Prefetch",
     "Reservoir",
     "build_feed",
     "key_column",
@@ -506,3 +510,114 @@ def remove_if_exists(uri: str) -> None:
     fs, path = _url_to_fs(uri)
     if fs.exists(path):
         fs.rm(path)
+
+
+_DONE = object()
+
+
+class Prefetch:
+    """Run an iterator in a thread, ``depth`` items ahead of the consumer (a context manager).
+
+    The thread's exception is raised in the consumer at the point the item would have come;
+    leaving the ``with`` block early stops the thread at its next item. Only useful when the
+    producer spends its time in code that releases the GIL (Arrow decoding).
+    """
+
+    def __init__(self, items: Iterator[Any], depth: int = 2) -> None:
+        self._items = items
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scoring-reader", daemon=True)
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for item in self._items:
+                if not self._put(item):
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put(_Failure(exc))
+            return
+        self._put(_DONE)
+
+    def __enter__(self) -> Prefetch:
+        self._thread.start()
+        return self
+
+    def __iter__(self) -> Prefetch:
+        return self
+
+    def __next__(self) -> Any:
+        item = self._queue.get()
+        if item is _DONE:
+            self._queue.put(_DONE)  # later calls end too
+            raise StopIteration
+        if isinstance(item, _Failure):
+            raise item.exc
+        return item
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        close = getattr(self._items, "close", None)
+        if close is not None:
+            close()
+
+
+@dataclass
+class _Failure:
+    exc: BaseException
+
+
+class BackgroundWriter:
+    """``ParquetWriter.write_batch`` in a thread, at most ``depth`` batches behind.
+
+    Closing (leaving the ``with`` block without an error) waits for every batch and closes the
+    writer, raising any write error; after an error the queued batches are dropped.
+    """
+
+    def __init__(self, writer: pq.ParquetWriter, depth: int = 2) -> None:
+        self._writer = writer
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._abort = False
+        self._thread = threading.Thread(target=self._run, name="scoring-writer", daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            batch = self._queue.get()
+            if batch is _DONE:
+                return
+            if self._error is None and not self._abort:
+                try:
+                    self._writer.write_batch(batch)
+                except BaseException as exc:  # raised in the caller on its next call
+                    self._error = exc
+
+    def write_batch(self, batch: pa.RecordBatch) -> None:
+        """Queue ``batch``; raises an earlier batch's write error."""
+        if self._error is not None:
+            raise self._error
+        self._queue.put(batch)
+
+    def __enter__(self) -> BackgroundWriter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+        self._abort = exc_type is not None  # an error upstream: drop the queued batches
+        self._queue.put(_DONE)
+        self._thread.join()
+        try:
+            self._writer.close()
+        finally:
+            if exc_type is None and self._error is not None:
+                raise self._error

@@ -10,14 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from airflow_mlops.core import scoring
 from airflow_mlops.core.config import ConfigError
-from airflow_mlops.core.scoring import (
-    ScoringError,
-    ScoringSpec,
-    list_partitions,
-    score_partition,
-    summarize,
-)
+from airflow_mlops.core.scoring import ScoringError, ScoringSpec, score_partition
+from airflow_mlops.core.scoring_runs import list_partitions, summarize
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -304,3 +300,55 @@ def test_scoring_spec_defaults_and_errors():
         ScoringSpec.from_dict({"batch": 1}, "x.yaml")
     with pytest.raises(ConfigError, match=r"scoring.batch_rows must be an integer >= 1"):
         ScoringSpec.from_dict({"batch_rows": 0})
+
+
+def test_run_helpers_stay_importable_from_core_scoring():
+    assert scoring.list_partitions is list_partitions
+    assert scoring.summarize is summarize
+
+
+def test_prefetch_raises_the_reader_error_in_the_consumer_and_stops_early():
+    from airflow_mlops.core.scoring_io import Prefetch
+
+    def items():
+        yield 1
+        yield 2
+        raise ScoringError("row group 2 is corrupt")
+
+    with Prefetch(items()) as it:
+        assert next(it) == 1
+        assert next(it) == 2
+        with pytest.raises(ScoringError, match="row group 2"):
+            next(it)
+    produced = []
+
+    def endless():
+        for i in range(10_000):
+            produced.append(i)
+            yield i
+
+    with Prefetch(endless(), depth=2) as it:
+        assert next(it) == 0
+    assert len(produced) < 10  # the reader stopped instead of running ahead
+
+
+def test_background_writer_surfaces_a_write_error(tmp_path):
+    from airflow_mlops.core.scoring_io import BackgroundWriter
+
+    schema = pa.schema([("x", pa.int64())])
+    bad = pa.RecordBatch.from_arrays([pa.array(["a"])], names=["x"])  # wrong type
+    with pytest.raises(Exception, match="(?i)schema|type"):
+        with BackgroundWriter(pq.ParquetWriter(str(tmp_path / "o.parquet"), schema)) as w:
+            w.write_batch(bad)
+
+
+def test_peak_rss_is_the_partitions_own_not_an_earlier_peak_of_the_process(model, tmp_path):
+    from airflow_mlops.core.scoring import peak_rss_mb
+
+    src = _write(_frame(2_000), tmp_path / "in.parquet")
+    big = np.ones(400 * 2**20 // 8)  # an earlier 400 MB peak of the host process (dag.test())
+    big[::512] = 2.0  # touch every page
+    del big
+    before = peak_rss_mb()
+    result = _score(model, src, str(tmp_path / "out.parquet"))
+    assert before - result.peak_rss_mb > 300, (before, result.peak_rss_mb)
