@@ -39,13 +39,24 @@ def _write_json(uri: str, payload: dict[str, Any]) -> str:
 
 
 def _local_copy(uri: str) -> str:
-    """A local path for a file that may be on object storage (ONNX Runtime and MLflow need one)."""
+    """A local path for a file that may be on object storage (ONNX Runtime and MLflow need one).
+
+    The copy keeps the file's name: MLflow logs an artifact under its local name, and a
+    registered version must hold ``model.onnx`` (fsspec's ``simplecache`` names copies by a
+    hash, which lost the name and the ``.onnx`` suffix readers look for).
+    """
+    import os
+    import posixpath
+    import tempfile
+
     import fsspec
 
     if "://" not in uri or uri.startswith("file://"):
         return uri.removeprefix("file://")
-    local = fsspec.open_local(f"simplecache::{uri}")
-    return str(local)
+    fs, path = fsspec.core.url_to_fs(uri)
+    local = os.path.join(tempfile.mkdtemp(prefix="mlops-copy-"), posixpath.basename(path))
+    fs.get_file(path, local)
+    return local
 
 
 def prepare(config: ModelConfig, out_dir: str, data_uri: str | None = None) -> dict[str, Any]:
@@ -318,6 +329,9 @@ def register(
     tags["mlops.reference.rows"] = str(
         reference_sample(config, pipeline, prepared["train_uri"], reference)
     )
+    importance = _importance(config, pipeline, holdout)
+    if importance is not None:
+        tags |= importance.tags()
     version = register_model(
         tracking,
         config,
@@ -332,7 +346,42 @@ def register(
         reports_dir=reports,
         run_name=f"{config.name}-{airflow.get('run_id', 'manual')}"[:250],
     )
+    if importance is not None and version.run_id:
+        _log_importance(tracking, version.run_id, importance)
     return version.to_dict()
+
+
+def _importance(config: ModelConfig, pipeline: Any, holdout: Any) -> Any:
+    """Permutation importance on the holdout; explanations never block a registration."""
+    from airflow_mlops.core.importance import permutation_importance
+
+    try:
+        found = permutation_importance(
+            pipeline,
+            holdout,
+            features=list(config.data.features),
+            target=config.data.target,
+            metric=config.evaluation.primary_metric,
+            seed=config.data.seed,
+        )
+    except Exception as exc:  # an unusual metric or estimator: log, register anyway
+        log.warning("permutation importance skipped: %s", exc)
+        return None
+    log.info(
+        "permutation importance in %.2f s: %s", found.seconds, found.tags()["mlops.importance.top"]
+    )
+    return found
+
+
+def _log_importance(tracking: TrackingConfig, run_id: str, importance: Any) -> None:
+    """The importance table and chart as ``importance/`` artifacts of the version's run."""
+    import tempfile
+
+    from airflow_mlops.core.importance import write_artifacts
+
+    with tempfile.TemporaryDirectory(prefix="mlops-importance-") as tmp:
+        write_artifacts(importance, tmp)
+        tracking.client().log_artifacts(run_id, tmp, "importance")
 
 
 def promote(
