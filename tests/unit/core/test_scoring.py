@@ -337,9 +337,9 @@ def test_background_writer_surfaces_a_write_error(tmp_path):
 
     schema = pa.schema([("x", pa.int64())])
     bad = pa.RecordBatch.from_arrays([pa.array(["a"])], names=["x"])  # wrong type
-    with pytest.raises(Exception, match="(?i)schema|type"):
-        with BackgroundWriter(pq.ParquetWriter(str(tmp_path / "o.parquet"), schema)) as w:
-            w.write_batch(bad)
+    writer = pq.ParquetWriter(str(tmp_path / "o.parquet"), schema)
+    with pytest.raises(Exception, match=r"(?i)schema|type"), BackgroundWriter(writer) as w:
+        w.write_batch(bad)
 
 
 def test_peak_rss_is_the_partitions_own_not_an_earlier_peak_of_the_process(model, tmp_path):
