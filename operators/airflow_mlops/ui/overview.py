@@ -178,14 +178,22 @@ def _drift(tags: dict[str, str], tracking: TrackingConfig, runs: _Runs) -> Drift
     )
 
 
-def version_view(mv: Any, tracking: TrackingConfig, runs: _Runs) -> VersionView:
-    """One MLflow ``ModelVersion`` as the page shows it."""
+def version_view(
+    mv: Any, tracking: TrackingConfig, runs: _Runs, model_aliases: dict[str, str] | None = None
+) -> VersionView:
+    """One MLflow ``ModelVersion`` as the page shows it.
+
+    ``model_aliases`` (alias -> version, from the registered model) is needed because
+    ``search_model_versions`` returns versions without their aliases.
+    """
     tags = dict(mv.tags or {})
+    aliases = set(getattr(mv, "aliases", ()) or ())
+    aliases |= {a for a, v in (model_aliases or {}).items() if str(v) == str(mv.version)}
     base = tracking.ui_base
     run_id = mv.run_id or tags.get(f"{PREFIX}run_id")
     return VersionView(
         version=str(mv.version),
-        aliases=tuple(sorted(getattr(mv, "aliases", ()) or ())),
+        aliases=tuple(sorted(aliases)),
         created=mv.creation_timestamp,
         run_id=run_id,
         version_url=f"{base}/#/models/{quote(mv.name)}/versions/{mv.version}" if base else None,
@@ -212,13 +220,16 @@ def _check_reachable(tracking: TrackingConfig, timeout: float) -> None:
         raise UIError(f"cannot reach MLflow at {uri} within {timeout:g} s: {exc}") from exc
 
 
-def _shown(versions: list[Any], max_versions: int) -> list[Any]:
+def _shown(
+    versions: list[Any], max_versions: int, aliased: frozenset[str] = frozenset()
+) -> list[Any]:
     newest = sorted(versions, key=lambda mv: int(mv.version), reverse=True)
     keep = []
     for i, mv in enumerate(newest):
         tags = mv.tags or {}
         deployed = any(k.startswith(f"{PREFIX}deployed.") and v for k, v in tags.items())
-        if i < max_versions or getattr(mv, "aliases", None) or deployed:
+        named = getattr(mv, "aliases", None) or str(mv.version) in aliased
+        if i < max_versions or named or deployed:
             keep.append(mv)
     return keep
 
@@ -250,15 +261,16 @@ def gather(
         for rm in sorted(registered, key=lambda m: m.name.lower()):
             escaped = rm.name.replace("'", "\\'")
             versions = list(client.search_model_versions(f"name = '{escaped}'"))
-            shown = _shown(versions, max_versions)
+            aliases = {str(k): str(v) for k, v in (rm.aliases or {}).items()}
+            shown = _shown(versions, max_versions, frozenset(aliases.values()))
             base = tracking.ui_base
             models.append(
                 ModelView(
                     name=rm.name,
                     description=rm.description or "",
                     model_url=f"{base}/#/models/{quote(rm.name)}" if base else None,
-                    aliases={str(k): str(v) for k, v in (rm.aliases or {}).items()},
-                    versions=tuple(version_view(mv, tracking, runs) for mv in shown),
+                    aliases=aliases,
+                    versions=tuple(version_view(mv, tracking, runs, aliases) for mv in shown),
                     hidden_versions=len(versions) - len(shown),
                 )
             )

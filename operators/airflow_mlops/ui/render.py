@@ -18,8 +18,9 @@ body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:16p
 background:#fff}
 h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:20px 0 4px}
 .sub{color:#52606d;font-size:13px;margin-bottom:8px}
-table{border-collapse:collapse;width:100%;font-size:13px;margin-top:6px}
-th,td{border-bottom:1px solid #e4e7eb;padding:6px 8px;text-align:left;vertical-align:top}
+table{border-collapse:collapse;width:100%;font-size:13px;margin-top:6px;table-layout:fixed}
+th,td{border-bottom:1px solid #e4e7eb;padding:6px 8px;text-align:left;vertical-align:top;
+overflow-wrap:anywhere}
 th{background:#f5f7fa;font-weight:600;color:#3e4c59}
 .badge{display:inline-block;border-radius:10px;padding:1px 8px;font-size:12px;margin:1px 2px;
 background:#e4e7eb;color:#1f2933}
@@ -50,6 +51,13 @@ def _kv(items: Iterable[tuple[str, object]]) -> str:
 
 
 def _fmt(value: object) -> str:
+    # Tags hold numbers as text ("1.293171573157892e-07"): fractions get 4 significant digits,
+    # integers and words stay as written.
+    if isinstance(value, str) and any(c in value for c in ".eE"):
+        try:
+            return f"{float(value):.4g}"
+        except ValueError:
+            return value
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
@@ -108,6 +116,7 @@ def _version_row(version: VersionView) -> str:
     return f"<tr{title}>" + "".join(cells) + "</tr>"
 
 
+_COLS = "".join(f'<col style="width:{w}%">' for w in (8, 10, 14, 15, 13, 15, 14, 11))
 _HEAD = (
     "<tr><th>Version</th><th>Aliases</th><th>Metrics (holdout)</th><th>ONNX parity</th>"
     "<th>Profile</th><th>Deployed</th><th>Drift (latest)</th><th>MLflow</th></tr>"
@@ -126,7 +135,7 @@ def _model(model: ModelView) -> str:
         f'<section class="model" id="model-{escape(model.name)}">'
         f"<h2>{_link(model.model_url, model.name)} {aliases}</h2>"
         + (f'<div class="sub">{escape(model.description)}</div>' if model.description else "")
-        + f"<table><thead>{_HEAD}</thead><tbody>{rows}</tbody></table>{more}</section>"
+        + f"<table>{_COLS}<thead>{_HEAD}</thead><tbody>{rows}</tbody></table>{more}</section>"
     )
 
 

@@ -78,3 +78,13 @@ def test_old_versions_hidden_unless_aliased_or_deployed() -> None:
     versions[1] = version(2, {}, ["champion"])
     shown = [mv.version for mv in overview._shown(versions, 3)]
     assert shown == ["7", "6", "5", "2", "1"]
+
+
+def test_aliases_come_from_the_registered_model_when_search_omits_them() -> None:
+    # search_model_versions returns versions with no aliases; the model's alias map has them.
+    view = overview.version_view(
+        version(5, {}), NO_UI, overview._Runs(None), {"champion": "5", "challenger": "6"}
+    )
+    assert view.aliases == ("champion",)
+    versions = [version(n, {}) for n in range(1, 6)]
+    assert [mv.version for mv in overview._shown(versions, 2, frozenset({"1"}))] == ["5", "4", "1"]

@@ -61,3 +61,9 @@ def test_error_page_and_empty_registry() -> None:
     assert "MLflow down &amp; out" in render.page(None, error="MLflow down & out")
     empty = overview.Overview("http://mlflow:5000", None, ())
     assert "No registered models yet" in render.page(empty)
+
+
+def test_numbers_from_tags_are_shortened_words_kept() -> None:
+    assert render._fmt("1.293171573157892e-07") == "1.293e-07"
+    assert render._fmt("4000") == "4000"
+    assert render._fmt("v1.2.3") == "v1.2.3"
