@@ -29,26 +29,28 @@ def _wait(predicate, timeout, what, airflow):
 
 
 @pytest.fixture(scope="module")
-def standalone(mlflow_server, mlops_home, tmp_path_factory):
+def standalone(tmp_path_factory):
+    """Its own MLOPS_HOME and MLflow server: the versions and events it makes stay out of the
+    other tests' registry (they count versions of the same model)."""
     from airflow_mlops.core.demo_data import write_dataset
-    from airflow_mlops.devstack import AirflowStandalone, airflow_env
+    from airflow_mlops.devstack import AirflowStandalone, MLflowServer, airflow_env
 
-    data = mlops_home / "data" / "demo_churn" / "train.parquet"
-    if not data.exists():
-        write_dataset(str(data), rows=20_000, seed=0)
-    env = airflow_env(mlops_home, mlflow_server)
-    env["AIRFLOW_HOME"] = str(tmp_path_factory.mktemp("standalone-airflow"))
-    env["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "INFO"
-    with AirflowStandalone(env, open_access=True) as airflow:
-        yield airflow
+    home = tmp_path_factory.mktemp("standalone-home")
+    write_dataset(str(home / "data" / "demo_churn" / "train.parquet"), rows=20_000, seed=0)
+    with MLflowServer(home / "mlflow") as server:
+        env = airflow_env(home, server.url)
+        env["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "INFO"
+        with AirflowStandalone(env, open_access=True) as airflow:
+            airflow.mlflow_url = server.url  # type: ignore[attr-defined]
+            yield airflow
 
 
-def test_drift_asset_event_starts_a_training_run_that_registers(standalone, mlflow_server):
+def test_drift_asset_event_starts_a_training_run_that_registers(standalone):
     from airflow_mlops.assets import drift_asset
     from airflow_mlops.core import registry
     from airflow_mlops.core.tracking import TrackingConfig
 
-    tracking = TrackingConfig(tracking_uri=mlflow_server)
+    tracking = TrackingConfig(tracking_uri=standalone.mlflow_url)
     before = {v.version for v in registry.search_versions(tracking, MODEL)}
 
     def dag_ready():
