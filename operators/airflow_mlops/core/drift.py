@@ -47,7 +47,9 @@ class DriftPolicy:
         ``seed`` (the statistics' noise at 1M rows is ~0.001, far below the thresholds).
     :param report_rows: rows per side in the Evidently HTML report (it costs ~1 s per 5k rows).
     :param columns: the columns that count (default: every feature of the model).
-    :param weights: weight per column in the drift share, e.g. feature importances (default 1).
+    :param weights: weight per column in the drift share (default 1); ``importance`` takes the
+        monitored version's permutation importances (``mlops.importance.values``).
+    :param weights_from: set to ``importance`` by ``weights: importance``.
     :param numeric_method: ``wasserstein`` (normed by the reference std), ``psi`` or
         ``jensenshannon``.
     :param categorical_method: ``jensenshannon`` or ``psi``.
@@ -69,6 +71,7 @@ class DriftPolicy:
     report_rows: int = 5_000
     columns: tuple[str, ...] | None = None
     weights: dict[str, float] = field(default_factory=dict)
+    weights_from: str | None = None
     numeric_method: str = "wasserstein"
     categorical_method: str = "jensenshannon"
     numeric_threshold: float = 0.1
@@ -102,6 +105,13 @@ class DriftPolicy:
                 threshold=float(rule.get("threshold", 0.1)),
             )
         raw["per_column"] = rules
+        if raw.get("weights") == "importance":
+            # Filled from the monitored version's importance tags (core.importance) at check time.
+            raw["weights"], raw["weights_from"] = {}, "importance"
+        elif isinstance(raw.get("weights"), str):
+            raise ConfigError(
+                f"{source}.weights: a mapping or 'importance', got {raw['weights']!r}"
+            )
         raw["weights"] = {str(k): float(v) for k, v in (raw.get("weights") or {}).items()}
         policy = cls(**raw)
         policy._check(source)

@@ -185,6 +185,17 @@ def monitor(
     version = registry.get_version(tracking, config.name, ref)
     if version is None:
         raise NothingToMonitor(f"{config.name} has no version {ref!r} to monitor")
+    if spec.policy.weights_from == "importance":
+        from dataclasses import replace
+
+        from airflow_mlops.core.importance import weights_from_tags
+
+        try:
+            weights = weights_from_tags(version.tags, list(config.data.features))
+        except ValueError as exc:
+            where = f"{config.name} v{version.version}"
+            raise NothingToMonitor(f"{where}: weights: importance: {exc}") from exc
+        spec = replace(spec, policy=replace(spec.policy, weights=weights))
     reference = load_reference(tracking, version.tags, f"{config.name} v{version.version}")
     window = find_window(spec, config.name, version.version, day)
     current = load_window(window)
