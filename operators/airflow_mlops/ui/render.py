@@ -28,7 +28,7 @@ background:#e4e7eb;color:#1f2933}
 .candidate{background:#fff3c4;color:#8d2b0b}
 .drift{background:#ffe3e3;color:#8a041a}.no_drift{background:#c6f7e2;color:#014d40}
 .insufficient_data,.unusable{background:#fff3c4;color:#8d2b0b}
-.kv{white-space:nowrap}.kv b{font-weight:600;color:#3e4c59}.muted{color:#9aa5b1}
+.kv{overflow-wrap:anywhere}.kv b{font-weight:600;color:#3e4c59}.muted{color:#9aa5b1}
 a{color:#0967d2;text-decoration:none}a:hover{text-decoration:underline}
 .error{background:#ffe3e3;color:#8a041a;padding:10px;border-radius:4px}
 """
