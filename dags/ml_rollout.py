@@ -4,7 +4,8 @@ Starts when the training DAG names a new ``candidate`` (every gate passed; the m
 a ``rollout`` section). ``champion`` moves to it only after the last traffic step, and the
 promote task then updates the model's champion Asset. The model config
 (``MLOPS_ROLLOUT_CONFIG``, default the demo config) is read at parse time; its ``rollout``
-section picks the target (``local`` by default, or ``kubernetes``) and the steps. Nothing heavy
+section picks the target (``local`` by default, or ``kubernetes``) and the steps; with
+``approval.rollout: true`` a person approves before the 100 % step. Nothing heavy
 is imported here: every operator imports what it needs when it runs.
 """
 
@@ -18,8 +19,10 @@ import pendulum
 from airflow.sdk import DAG
 
 from airflow_mlops.assets import candidate_asset, champion_asset
+from airflow_mlops.core.approval import ApprovalSpec
 from airflow_mlops.core.config import load_config
 from airflow_mlops.core.rollout.policy import RolloutPolicy
+from airflow_mlops.operators.approval import ModelApprovalOperator
 from airflow_mlops.operators.rollout import (
     DeployCanaryOperator,
     PackageModelOperator,
@@ -37,6 +40,7 @@ CONFIG = str(
 )
 config = load_config(CONFIG)
 policy = RolloutPolicy.from_dict(config.rollout, f"{CONFIG}: rollout")
+approval = ApprovalSpec.from_config(config)
 common = {"config": CONFIG, "mlflow_conn_id": "mlflow_default"}
 
 with DAG(
@@ -57,6 +61,21 @@ with DAG(
     previous = deploy
     steps = []
     for percent in policy.steps:
+        if percent == 100 and approval.rollout:
+            # A person looks at the canary before it takes all traffic; a rejection fails
+            # this task, so the rollback below puts all traffic back on the champion.
+            gate = ModelApprovalOperator(
+                task_id="approve_full_rollout",
+                gate="rollout",
+                model="candidate",
+                timeout_hours=approval.timeout_hours,
+                on_timeout=approval.on_timeout,
+                assigned_users=approval.assigned_users,
+                **common,
+            )
+            previous >> gate
+            previous = gate
+            steps.append(gate)
         step = ShiftTrafficOperator(
             task_id=f"shift_{percent}", deployment=deploy.output, percent=percent, **common
         )

@@ -15,7 +15,9 @@ import pendulum
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param
 
 from airflow_mlops.assets import candidate_asset, champion_asset, drift_asset
+from airflow_mlops.core.approval import ApprovalSpec
 from airflow_mlops.core.config import ModelConfig, load_config
+from airflow_mlops.operators.approval import ModelApprovalOperator
 from airflow_mlops.operators.data import PrepareDataOperator, ValidateDataOperator
 from airflow_mlops.operators.profiling import ProfileModelOperator
 from airflow_mlops.operators.registry import PromoteModelOperator, RegisterModelOperator
@@ -41,6 +43,7 @@ def training_dag(
     mlflow_conn_id: str = "mlflow_default",
     start_date: pendulum.DateTime | None = None,
     tags: list[str] | None = None,
+    approval: dict[str, Any] | None = None,
 ) -> DAG:
     """prepare → validate → train → evaluate + convert (parity) → register → profile → promote.
 
@@ -53,6 +56,9 @@ def training_dag(
     :param start_date: first logical date (default none: the first cron run is the next tick
         after the DAG is enabled).
     :param tags: extra DAG tags.
+    :param approval: the approval options (``core.approval``); default: the config's
+        ``approval`` section. With ``promotion: true`` an ``approve`` task (Airflow
+        human-in-the-loop) sits between profile and promote.
     """
     config_file = str(Path(config_path).resolve())
     config: ModelConfig = load_config(config_file)
@@ -112,6 +118,20 @@ def training_dag(
         )
         validate >> train
         register >> promote
+        gate = ApprovalSpec.from_config(config, approval)
+        if gate.promotion:
+            approve = ModelApprovalOperator(
+                task_id="approve",
+                gate="promotion",
+                model=register.output,
+                evaluation=evaluate.output,
+                profile=profile.output,
+                timeout_hours=gate.timeout_hours,
+                on_timeout=gate.on_timeout,
+                assigned_users=gate.assigned_users,
+                **common,
+            )
+            profile >> approve >> promote
     return dag
 
 

@@ -347,7 +347,10 @@ def register(
         run_name=f"{config.name}-{airflow.get('run_id', 'manual')}"[:250],
     )
     if importance is not None and version.run_id:
-        _log_importance(tracking, version.run_id, importance)
+        try:
+            _log_importance(tracking, version.run_id, importance)
+        except Exception as exc:  # the version is registered; a missing chart is not fatal
+            log.warning("importance artifacts not logged to run %s: %s", version.run_id, exc)
     return version.to_dict()
 
 
