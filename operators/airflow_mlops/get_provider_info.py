@@ -40,6 +40,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_mlops.operators.scoring",
                     "airflow_mlops.operators.drift",
                     "airflow_mlops.operators.rollout",
+                    "airflow_mlops.operators.approval",
                 ],
             }
         ],

@@ -154,6 +154,8 @@ class ModelConfig:
     :param monitoring: drift policy and current-data location (see ``core.drift``).
     :param serving: serving options (see ``airflow_mlops.serving``).
     :param rollout: rollout policy and targets (see ``core.rollout``).
+    :param approval: human approval gates before promotion / full rollout (see
+        ``core.approval``); off unless set.
     """
 
     name: str
@@ -174,6 +176,7 @@ class ModelConfig:
     monitoring: dict[str, Any] = field(default_factory=dict)
     serving: dict[str, Any] = field(default_factory=dict)
     rollout: dict[str, Any] = field(default_factory=dict)
+    approval: dict[str, Any] = field(default_factory=dict)
 
     @property
     def experiment_name(self) -> str:
