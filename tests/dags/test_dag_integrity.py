@@ -102,3 +102,21 @@ def test_training_dag_shape():
     assert [a.uri for a in training_assets] == ["mlops://models/demo_churn/drift"]
     assert order["profile"] == {"register"}
     assert "profile" in order["promote"]
+
+
+def test_approval_gate_sits_between_profile_and_promote_only_when_enabled(tmp_path):
+    import yaml
+
+    from airflow_mlops.dag_factory import training_dag
+
+    raw = yaml.safe_load((REPO / "dags" / "configs" / "demo_churn.yaml").read_text())
+    assert "approval" not in raw
+    plain = training_dag(REPO / "dags" / "configs" / "demo_churn.yaml", dag_id="t_plain")
+    assert "approve" not in plain.task_ids
+    raw["approval"] = {"promotion": True, "timeout_hours": 2, "on_timeout": "reject"}
+    path = tmp_path / "with_approval.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    gated = training_dag(path, dag_id="t_gated")
+    approve = gated.get_task("approve")
+    assert approve.upstream_task_ids >= {"profile"}
+    assert "approve" in gated.get_task("promote").upstream_task_ids

@@ -63,6 +63,9 @@ class ModelApprovalOperator(MLOpsBaseOperator, ApprovalOperator):
     ) -> None:
         defaults = {"reject": ApprovalOperator.REJECT, "approve": ApprovalOperator.APPROVE}
         kwargs.setdefault("subject", f"Approve the {gate} of a model version?")
+        # Inside a DAG with params, Airflow hands them to every task as ``params``: the form
+        # of this task is its own (the DAG's params stay readable from the run's conf).
+        kwargs.pop("params", None)
         super().__init__(
             defaults=defaults.get(on_timeout),
             response_timeout=timedelta(hours=timeout_hours) if timeout_hours else None,
