@@ -368,8 +368,9 @@ def score_partition(
 
     # Three stages overlap: a reader thread decodes the next row group and builds its feed
     # while ORT runs the current batch here and a writer thread encodes the previous output.
-    # Arrow and ORT release the GIL; queues of depth 2 keep at most a few batches in memory.
-    with Prefetch(decoded(), depth=2) as inputs_q:
+    # Arrow and ORT release the GIL. Queues of depth 1: depth 2 measured +25 MB peak RSS (407 vs
+    # 382 MB, 1M rows, mimalloc keeps per-thread pages) and no speed-up.
+    with Prefetch(decoded(), depth=1) as inputs_q:
         first = next(inputs_q, None)  # CSV key types are only known once a batch is read
         schema = _output_schema(keys, source.key_types, label_type, model.classes)
         # Dictionary pages only where values repeat: on unique keys and probabilities the
@@ -378,7 +379,7 @@ def score_partition(
         with (
             atomic_output(output_uri) as sink,
             BackgroundWriter(
-                pq.ParquetWriter(sink, schema, use_dictionary=dictionary), depth=2
+                pq.ParquetWriter(sink, schema, use_dictionary=dictionary), depth=1
             ) as writer,
             LazyWriter(rejects_uri, rejects_schema(input_columns)) as rejects,
         ):
