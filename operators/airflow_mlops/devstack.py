@@ -29,6 +29,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def stop_group(process: subprocess.Popen[bytes] | None, grace: float) -> None:
+    """SIGTERM the process group this package started, SIGKILL it after ``grace`` seconds."""
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=grace)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+
+
 def mlops_home() -> Path:
     return Path(os.environ.get("MLOPS_HOME", REPO_ROOT / ".mlops")).resolve()
 
@@ -102,14 +116,7 @@ class MLflowServer:
 
     def stop(self) -> None:
         """Stop the server and its workers (its own process group only)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
+        stop_group(self.process, grace=15)
 
     def __enter__(self) -> MLflowServer:
         return self.start()
@@ -234,16 +241,7 @@ class AirflowStandalone:
 
     def stop(self) -> None:
         """Stop every component (the process group this object started) and wait."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=60)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=10)
+        stop_group(self.process, grace=60)
 
     def __enter__(self) -> AirflowStandalone:
         return self.start()
