@@ -114,7 +114,7 @@ def check_champion(tracking: Any, name: str, config: Any) -> str:
         warnings.simplefilter("ignore", UserWarning)
         pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@champion")
         native = mlflow.sklearn.load_model(f"runs:/{champion.run_id}/native")
-    via_pyfunc = pyfunc.predict(features).filter(like="probability_").to_numpy()
+        via_pyfunc = pyfunc.predict(features).filter(like="probability_").to_numpy()
     session = load_session(registry.download_onnx(tracking, f"models:/{name}@champion"))
     via_ort = predict_proba_onnx(
         session, features, config.data.numeric_features, config.data.categorical_features
