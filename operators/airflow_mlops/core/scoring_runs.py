@@ -104,12 +104,15 @@ def score_demo(
     import json
     import subprocess
     import sys
+    from dataclasses import asdict
 
     from airflow_mlops.core.demo_data import write_dataset
-    from airflow_mlops.core.model_ref import resolve_version
+    from airflow_mlops.core.model_ref import resolve_model
 
     day = date or datetime.now(UTC).strftime("%Y-%m-%d")
-    pinned = resolve_version(f"models:/{model_name}@champion", tracking)
+    # Resolved (and downloaded) here, once: the scoring processes get the ONNX file and its
+    # name/version, so they never import MLflow and their peak RSS is the scoring's own.
+    pinned = resolve_model(f"models:/{model_name}@champion", tracking)
     base = join(_home(), "data", model_name, "incoming")
     inputs = write_dataset(join(base, f"date={day}"), rows=rows, seed=7, partitions=partitions)
     out_base = join(_home(), "scored", model_name, f"date={day}")
@@ -117,7 +120,7 @@ def score_demo(
     for uri in inputs:
         args = {
             "tracking_uri": tracking.tracking_uri,
-            "model": pinned.model_uri,
+            "resolved": asdict(pinned),
             "input_uri": uri,
             "output_uri": join(out_base, f"{partition_name(uri)}.parquet"),
             "monitoring_dir": join(_home(), "monitoring"),
@@ -163,11 +166,23 @@ def format_demo(summary: dict[str, Any]) -> list[str]:
 
 def _score_main(args: dict[str, Any]) -> dict[str, Any]:
     """Score one partition from plain arguments (the demo's and the bench's subprocess entry)."""
-    from airflow_mlops.core.model_ref import resolve_model
+    from airflow_mlops.core.model_ref import ResolvedModel, resolve_model
     from airflow_mlops.core.tracking import TrackingConfig
 
-    tracking = TrackingConfig(args["tracking_uri"]) if args.get("tracking_uri") else None
-    model = resolve_model(args["model"], tracking, name=args.get("name"))
+    if args.get("resolved"):
+        raw = args["resolved"]
+        model = ResolvedModel(
+            name=raw["name"],
+            version=raw["version"],
+            onnx_path=raw["onnx_path"],
+            numeric_features=tuple(raw["numeric_features"]),
+            categorical_features=tuple(raw["categorical_features"]),
+            classes=tuple(raw["classes"]),
+            model_uri=raw["model_uri"],
+        )
+    else:
+        tracking = TrackingConfig(args["tracking_uri"]) if args.get("tracking_uri") else None
+        model = resolve_model(args["model"], tracking, name=args.get("name"))
     return score_partition(
         args["input_uri"],
         args["output_uri"],
