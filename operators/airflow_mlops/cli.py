@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
+import os
 import sys
 
 from airflow_mlops import devstack
@@ -24,32 +24,36 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def stack(args: argparse.Namespace) -> int:
-    """``airflow standalone`` + ``mlflow server`` on 127.0.0.1 until Ctrl-C."""
+    """``airflow standalone`` + ``mlflow server`` on 127.0.0.1 until Ctrl-C (or SIGTERM)."""
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
     home = devstack.mlops_home()
-    server = devstack.MLflowServer(home / "mlflow", port=args.mlflow_port).start()
-    env = devstack.airflow_env(home, server.url)
-    env["AIRFLOW__API__PORT"] = str(args.airflow_port)
-    env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = "admin:admin"
-    env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(
-        home / "airflow" / "passwords.json"
-    )
+    os.environ["MLOPS_HOME"] = str(home)
     (home / "airflow").mkdir(parents=True, exist_ok=True)
     passwords = home / "airflow" / "passwords.json"
     if not passwords.exists():
         passwords.write_text(json.dumps({"admin": "admin"}))
     creds = json.loads(passwords.read_text())
-    airflow = subprocess.Popen([devstack._bin("airflow"), "standalone"], env=env)
-    _say(f"MLflow UI:  {server.url}")
-    _say(f"Airflow UI: http://127.0.0.1:{args.airflow_port}  login: admin / {creds.get('admin')}")
-    _say("Ctrl-C stops both.")
     try:
-        return airflow.wait()
+        with devstack.MLflowServer(home / "mlflow", port=args.mlflow_port) as server:
+            env = devstack.airflow_env(home, server.url)
+            env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = "admin:admin"
+            env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(passwords)
+            _say(f"MLflow UI:  {server.url}")
+            _say(f"starting airflow standalone (log {home / 'airflow'}/standalone-*.log) ...")
+            airflow = devstack.AirflowStandalone(env, port=args.airflow_port, unpause_new=False)
+            with airflow:
+                _say(f"Airflow UI: {airflow.url}  login: admin / {creds.get('admin')}")
+                _say("DAGs start paused: enable them in the UI. Ctrl-C stops both.")
+                assert airflow.process is not None
+                return airflow.process.wait()
     except KeyboardInterrupt:
-        airflow.terminate()
-        airflow.wait(timeout=30)
+        _say("stopped")
         return 0
-    finally:
-        server.stop()
 
 
 def demo_data(args: argparse.Namespace) -> int:

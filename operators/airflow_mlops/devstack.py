@@ -177,11 +177,14 @@ class AirflowStandalone:
     :param env: the environment from :func:`airflow_env` (its ``AIRFLOW_HOME`` is used).
     :param port: the api-server port (default: a free one).
     :param open_access: every caller is admin (tests only: no login, no tokens).
+    :param unpause_new: DAGs seen for the first time start unpaused (tests); the UI stack keeps
+        Airflow's default (paused until someone enables them).
     """
 
     env: dict[str, str]
     port: int = field(default_factory=free_port)
     open_access: bool = False
+    unpause_new: bool = True
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -198,7 +201,7 @@ class AirflowStandalone:
             "AIRFLOW__API__PORT": str(self.port),
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__BASE_URL": self.url,
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(not self.unpause_new),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
         }
