@@ -40,7 +40,9 @@ def standalone(tmp_path_factory):
     with MLflowServer(home / "mlflow") as server:
         env = airflow_env(home, server.url)
         env["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "INFO"
-        with AirflowStandalone(env, open_access=True) as airflow:
+        # Only ml_training is enabled (below): a rollout started by its promotion would leave a
+        # scoring server running after the test.
+        with AirflowStandalone(env, open_access=True, unpause_new=False) as airflow:
             airflow.mlflow_url = server.url  # type: ignore[attr-defined]
             yield airflow
 
@@ -55,6 +57,7 @@ def test_drift_asset_event_starts_a_training_run_that_registers(standalone):
 
     def dag_ready():
         try:
+            standalone.api("PATCH", "/dags/ml_training", {"is_paused": False})
             return standalone.api("GET", "/dags/ml_training")["is_paused"] is False
         except OSError:
             return False
