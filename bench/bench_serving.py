@@ -58,20 +58,9 @@ def build_model(root: Path, tracking_uri: str) -> tuple[str, Path, Path]:
     )
     tracking = TrackingConfig(tracking_uri=tracking_uri)
     out = str(root / "work" / "run")
-    prepared = steps.prepare(config, out)
-    trained = steps.train(config, prepared, out)
-    converted = steps.convert(config, prepared, trained, out)
-    evaluation = steps.evaluate(tracking, config, prepared, trained)
-    registered = steps.register(
-        tracking,
-        config,
-        prepared=prepared,
-        validation=None,
-        trained=trained,
-        evaluation=evaluation,
-        converted=converted,
-        airflow={"dag_id": "bench"},
-    )
+    registered = steps.train_and_register(tracking, config, out, airflow={"dag_id": "bench"})[
+        "registered"
+    ]
     version = str(registered["version"])
     dl = root / "download"
     onnx_path = registry.download_onnx(tracking, f"models:/{NAME}/{version}", str(dl))

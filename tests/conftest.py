@@ -86,21 +86,10 @@ def champion(mlflow_server: str, mlops_home: Path, demo_config_path: Path) -> di
     )
     tracking = TrackingConfig(tracking_uri=mlflow_server)
     out = str(mlops_home / "work" / "fixture")
-    prepared = steps.prepare(config, out)
-    trained = steps.train(config, prepared, out)
-    converted = steps.convert(config, prepared, trained, out)
-    evaluation = steps.evaluate(tracking, config, prepared, trained)
-    registered = steps.register(
-        tracking,
-        config,
-        prepared=prepared,
-        validation=None,
-        trained=trained,
-        evaluation=evaluation,
-        converted=converted,
-        airflow={"dag_id": "pytest"},
+    done = steps.train_and_register(
+        tracking, config, out, airflow={"dag_id": "pytest"}, promote_version=True
     )
-    steps.promote(tracking, config, registered, evaluation)
+    registered, prepared = done["registered"], done["prepared"]
     return {
         "config": config,
         "tracking": tracking,

@@ -440,3 +440,42 @@ def promote(
     result = records.move_alias(tracking, name, registry.CHAMPION, version)
     registry.set_version_tags(tracking, name, version, {"mlops.promotion": result.message})
     return result.to_dict()
+
+
+def train_and_register(
+    tracking: TrackingConfig,
+    config: ModelConfig,
+    out_dir: str,
+    *,
+    airflow: dict[str, Any],
+    promote_version: bool = False,
+) -> dict[str, Any]:
+    """The training DAG's steps in one call, without Airflow and without data validation:
+    prepare → train → convert (parity) → evaluate → register, and optionally promote.
+
+    For fixtures, benchmarks and notebooks. Returns ``{"prepared", "trained", "converted",
+    "evaluation", "registered"}``.
+    """
+    prepared = prepare(config, out_dir)
+    trained = train(config, prepared, out_dir)
+    converted = convert(config, prepared, trained, out_dir)
+    evaluation = evaluate(tracking, config, prepared, trained)
+    registered = register(
+        tracking,
+        config,
+        prepared=prepared,
+        validation=None,
+        trained=trained,
+        evaluation=evaluation,
+        converted=converted,
+        airflow=airflow,
+    )
+    if promote_version:
+        promote(tracking, config, registered, evaluation)
+    return {
+        "prepared": prepared,
+        "trained": trained,
+        "converted": converted,
+        "evaluation": evaluation,
+        "registered": registered,
+    }
