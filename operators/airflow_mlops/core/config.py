@@ -189,7 +189,9 @@ class ModelConfig:
         return asdict(self)
 
 
-def _build(cls: type, raw: Any, where: str) -> Any:
+def build_section(cls: type, raw: Any, where: str) -> Any:
+    """Build the dataclass ``cls`` from a mapping; a non-mapping or an unknown key raises
+    :class:`ConfigError` naming ``where`` and the known keys."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -234,7 +236,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> ModelConfig
     for required in ("uri", "target"):
         if not data_raw.get(required):
             raise ConfigError(f"{source}: missing required key data.{required}")
-    data = _build(DataSpec, data_raw, f"{source}: data")
+    data = build_section(DataSpec, data_raw, f"{source}: data")
 
     val_raw = dict(raw.pop("validation", None) or {})
     cols_raw = val_raw.pop("columns", None) or {}
@@ -243,18 +245,22 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> ModelConfig
         spec = dict(spec or {})
         if "allowed" in spec:
             spec["allowed"] = _tuple(spec["allowed"], f"{source}: validation.columns.{col}.allowed")
-        columns[str(col)] = _build(ColumnSpec, spec, f"{source}: validation.columns.{col}")
-    validation = _build(ValidationSpec, {**val_raw, "columns": columns}, f"{source}: validation")
+        columns[str(col)] = build_section(ColumnSpec, spec, f"{source}: validation.columns.{col}")
+    validation = build_section(
+        ValidationSpec, {**val_raw, "columns": columns}, f"{source}: validation"
+    )
 
-    config = _build(
+    config = build_section(
         ModelConfig,
         {
             **raw,
             "data": data,
             "validation": validation,
-            "training": _build(TrainingSpec, raw.get("training"), f"{source}: training"),
-            "evaluation": _build(EvaluationSpec, raw.get("evaluation"), f"{source}: evaluation"),
-            "onnx": _build(OnnxSpec, raw.get("onnx"), f"{source}: onnx"),
+            "training": build_section(TrainingSpec, raw.get("training"), f"{source}: training"),
+            "evaluation": build_section(
+                EvaluationSpec, raw.get("evaluation"), f"{source}: evaluation"
+            ),
+            "onnx": build_section(OnnxSpec, raw.get("onnx"), f"{source}: onnx"),
         },
         source,
     )

@@ -18,10 +18,10 @@ Parsed from the model config's ``rollout`` section; an empty section gives a saf
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from airflow_mlops.core.config import ConfigError
+from airflow_mlops.core.config import ConfigError, build_section
 
 TARGETS = ("local", "kubernetes")
 _FLOATS: tuple[str, ...] = ("bake_seconds", "analysis_timeout_seconds", "max_error_rate")
@@ -141,17 +141,17 @@ class RolloutPolicy:
     def from_dict(cls, raw: dict[str, Any] | None, source: str = "rollout") -> RolloutPolicy:
         """Check and build a policy; a :class:`ConfigError` names the key and the value."""
         raw = dict(raw or {})
-        local = _section(LocalSpec, raw.pop("local", None), f"{source}.local")
+        local = build_section(LocalSpec, raw.pop("local", None), f"{source}.local")
         kube_raw = dict(raw.pop("kubernetes", None) or {})
         if "hostnames" in kube_raw:
             kube_raw["hostnames"] = tuple(kube_raw["hostnames"] or ())
-        kubernetes = _section(KubernetesSpec, kube_raw, f"{source}.kubernetes")
+        kubernetes = build_section(KubernetesSpec, kube_raw, f"{source}.kubernetes")
         if "steps" in raw:
             raw["steps"] = tuple(raw["steps"] or ())
         for name in _FLOATS:
             if isinstance(raw.get(name), int | float) and not isinstance(raw[name], bool):
                 raw[name] = float(raw[name])
-        policy = _section(cls, raw, source)
+        policy = build_section(cls, raw, source)
         policy = replace(policy, local=local, kubernetes=kubernetes)
         policy.check(source)
         return policy
@@ -187,18 +187,3 @@ class RolloutPolicy:
         from dataclasses import asdict
 
         return asdict(self)
-
-
-def _section(cls: type, raw: Any, where: str) -> Any:
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(known)}")
-    try:
-        return cls(**raw)
-    except TypeError as exc:  # pragma: no cover - unknown keys are caught above
-        raise ConfigError(f"{where}: {exc}") from exc
