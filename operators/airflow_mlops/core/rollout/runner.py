@@ -186,22 +186,10 @@ def shift_step(
     target.set_weights(weights, shadow)
     _record_weights(tracking, name, target, weights, *(v for v in (canary, baseline) if v))
     before = target.snapshot()
-    sleep(policy.bake_seconds)
-    result: Analysis = analyze(
-        before,
-        target.snapshot(),
-        model=name,
-        canary=canary,
-        baseline=baseline,
-        policy=policy,
-        shadow=shadow_version if shadow else None,
-    )
-    waited = 0.0
-    while result.verdict == "wait" and waited < policy.wait_limit:
-        pause = min(1.0, max(policy.wait_limit - waited, 0.05))
-        sleep(pause)
-        waited += pause
-        result = analyze(
+
+    def judge() -> Analysis:
+        """Live metrics since the step began, against the policy."""
+        return analyze(
             before,
             target.snapshot(),
             model=name,
@@ -210,6 +198,15 @@ def shift_step(
             policy=policy,
             shadow=shadow_version if shadow else None,
         )
+
+    sleep(policy.bake_seconds)
+    result = judge()
+    waited = 0.0
+    while result.verdict == "wait" and waited < policy.wait_limit:
+        pause = min(1.0, max(policy.wait_limit - waited, 0.05))
+        sleep(pause)
+        waited += pause
+        result = judge()
     step = StepResult(
         percent=percent,
         weights=weights,
