@@ -30,6 +30,7 @@ import pandas as pd
 
 from airflow_mlops.core.config import ConfigError, ModelConfig, expand
 from airflow_mlops.core.drift import DriftPolicy, DriftResult, check_drift
+from airflow_mlops.core.drift_report import preload_evidently
 from airflow_mlops.core.tracking import TrackingConfig
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,7 @@ def monitor(
     from airflow_mlops.core import registry
 
     spec = MonitoringSpec.from_dict(config.monitoring, f"{config.name}: monitoring")
+    preload_evidently()  # its import overlaps the registry calls, download and read below
     version = registry.get_version(tracking, config.name, ref)
     if version is None:
         raise NothingToMonitor(f"{config.name} has no version {ref!r} to monitor")

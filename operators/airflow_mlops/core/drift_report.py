@@ -10,6 +10,7 @@ reaches the same per-column verdicts on the same rows (measured in ``bench/bench
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,30 @@ if TYPE_CHECKING:
     from airflow_mlops.core.drift import DriftPolicy
 
 log = logging.getLogger(__name__)
+_preload_lock = threading.Lock()
+_preload: threading.Thread | None = None
+
+
+def preload_evidently() -> None:
+    """Start importing Evidently in a background thread (once per process).
+
+    The import takes seconds (it pulls in plotly, nltk and scikit-learn); a monitoring task
+    calls this first so the import overlaps its reference download and window read instead of
+    adding to them. Import errors surface later, where the report is written.
+    """
+    global _preload
+    with _preload_lock:
+        if _preload is not None:
+            return
+
+        def run() -> None:
+            try:
+                import evidently.presets  # noqa: F401
+            except Exception:  # reported by write_html, which imports it again
+                log.debug("Evidently preload failed", exc_info=True)
+
+        _preload = threading.Thread(target=run, name="evidently-import", daemon=True)
+        _preload.start()
 
 
 def evidently_preset(
