@@ -4,6 +4,10 @@ Airflow 3 mounts the FastAPI app of ``fastapi_apps`` on the api-server under ``u
 (``/mlops``) and shows the ``external_views`` entry in the navigation (Browse → Models); with a
 ``url_route`` the page opens inside the Airflow UI, in an iframe at ``/plugin/mlops_models``.
 
+Access: the page and its JSON go through Airflow's own check, the one the api-server applies to
+its plugin listing (``requires_access_view(AccessView.PLUGINS)``): the browser's session cookie or
+a bearer token from ``POST /auth/token``; without one the answer is 401, with a bad one 403.
+
 MLflow is found through the ``mlflow_default`` connection (``MLOPS_UI_MLFLOW_CONN_ID`` names
 another), else ``MLFLOW_TRACKING_URI``, exactly as the operators find it. The app is built on its
 first request, so other Airflow processes that load plugins never import FastAPI or MLflow here.
@@ -28,10 +32,19 @@ def _tracking() -> Any:
     return MLflowHook(os.environ.get(CONN_ID_ENV) or MLflowHook.default_conn_name).config
 
 
+def _access() -> list[Any]:
+    """Airflow's access check for the view, as FastAPI dependencies."""
+    from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
+    from airflow.api_fastapi.core_api.security import requires_access_view
+    from fastapi import Depends
+
+    return [Depends(requires_access_view(AccessView.PLUGINS))]
+
+
 def _build() -> Any:
     from airflow_mlops.ui.app import create_app
 
-    return create_app(_tracking)
+    return create_app(_tracking, dependencies=_access())
 
 
 app = LazyASGIApp(_build, label="airflow_mlops.ui.app:create_app")

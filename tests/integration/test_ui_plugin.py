@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -173,6 +174,19 @@ def test_airflow_mounts_the_app_and_lists_the_view(api_server) -> None:
     with urllib.request.urlopen(f"{api_server}/mlops/api/models", timeout=30) as r:
         names = [m["name"] for m in json.loads(r.read())["models"]]
     assert {"fixture_churn", COPY} <= set(names)
+
+
+def test_the_view_goes_through_airflows_access_check(api_server) -> None:
+    # The all-admins middleware gives a token to requests that bring none; a request that
+    # brings a bad one is refused - by Airflow's own API and, the same way, by the view.
+    bad = {"Authorization": "Bearer not-a-token"}
+    for path in ("/api/v2/plugins", "/mlops/", "/mlops/api/models"):
+        request = urllib.request.Request(f"{api_server}{path}", headers=bad)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        assert refused.value.code == 403, path
+    with urllib.request.urlopen(f"{api_server}/mlops/health", timeout=30) as r:
+        assert r.status == 200
 
 
 def chromium(url: str, profile: Path, *extra: str) -> str:

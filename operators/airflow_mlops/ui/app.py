@@ -7,10 +7,10 @@ reason (no connection, MLflow down) instead of a stack trace.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from fastapi import FastAPI, Query
+from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from airflow_mlops.core.tracking import TrackingConfig
@@ -23,6 +23,7 @@ def create_app(
     title: str = "Models",
     max_versions: int = overview.DEFAULT_MAX_VERSIONS,
     timeout: float = 5.0,
+    dependencies: Sequence[Any] = (),
 ) -> FastAPI:
     """Build the app.
 
@@ -32,15 +33,18 @@ def create_app(
     :param title: the page heading.
     :param max_versions: newest versions shown per model (aliased/deployed ones always are).
     :param timeout: seconds to wait for MLflow's ``/health`` before answering 503.
+    :param dependencies: FastAPI dependencies every page and API route runs first (the plugin
+        passes Airflow's access check); ``/health`` stays open and says nothing about models.
     """
     app = FastAPI(title="airflow-mlops models", docs_url=None, redoc_url=None, openapi_url=None)
+    pages = APIRouter(dependencies=list(dependencies))
 
     def load(model: str | None) -> overview.Overview:
         return overview.gather(
             resolve_tracking(), name=model, max_versions=max_versions, timeout=timeout
         )
 
-    @app.get("/", response_class=HTMLResponse)
+    @pages.get("/", response_class=HTMLResponse)
     def models_page(model: str | None = Query(None, description="one registered model")) -> Any:
         try:
             data = load(model)
@@ -48,7 +52,7 @@ def create_app(
             return HTMLResponse(render.page(None, error=_reason(exc), title=title), status_code=503)
         return HTMLResponse(render.page(data, title=title))
 
-    @app.get("/api/models")
+    @pages.get("/api/models")
     def models_json(model: str | None = Query(None, description="one registered model")) -> Any:
         try:
             data = load(model)
@@ -60,6 +64,7 @@ def create_app(
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    app.include_router(pages)
     return app
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 
+from fastapi import Depends, HTTPException, Request
 from starlette.testclient import TestClient
 
 from airflow_mlops.core.tracking import TrackingConfig
@@ -54,3 +55,23 @@ def test_lazy_app_builds_once_on_first_request() -> None:
     assert client.get("/health").status_code == 200
     assert built == [1]
     assert "test" in repr(lazy)
+
+
+def test_access_dependencies_guard_the_pages_before_mlflow_is_asked() -> None:
+    asked: list[str] = []
+
+    def resolve() -> TrackingConfig:
+        asked.append("mlflow")
+        return TrackingConfig(f"http://127.0.0.1:{closed_port()}")
+
+    def only_bearer_ok(request: Request) -> None:
+        if request.headers.get("authorization") != "Bearer ok":
+            raise HTTPException(status_code=401, detail="Not authenticated")
+
+    client = TestClient(create_app(resolve, timeout=1.0, dependencies=[Depends(only_bearer_ok)]))
+    assert client.get("/").status_code == 401
+    assert client.get("/api/models").json() == {"detail": "Not authenticated"}
+    assert asked == []
+    assert client.get("/health").status_code == 200  # says nothing about models
+    assert client.get("/api/models", headers={"Authorization": "Bearer ok"}).status_code == 503
+    assert asked == ["mlflow"]
