@@ -1,4 +1,9 @@
-"""The ``airflow-mlops`` command: the demo, the local UI stack, and the demo data generator."""
+"""The ``airflow-mlops`` command: the demo, the local UI stack, the demo data generator, and
+``score``, the batch scorer of one partition that Kubernetes pods run.
+
+Only standard-library imports at module level, the rest inside each command: ``airflow-mlops
+score`` runs inside the serving image, which has neither Airflow nor MLflow.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,7 @@ import argparse
 import json
 import os
 import sys
-
-from airflow_mlops import devstack
+from typing import Any
 
 DEMO_ROWS = 200_000
 
@@ -26,6 +30,8 @@ def demo(args: argparse.Namespace) -> int:
 def stack(args: argparse.Namespace) -> int:
     """``airflow standalone`` + ``mlflow server`` on 127.0.0.1 until Ctrl-C (or SIGTERM)."""
     import signal
+
+    from airflow_mlops import devstack
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -64,6 +70,89 @@ def demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def score(args: argparse.Namespace) -> int:
+    """Score one partition with a model folder; the result's JSON is the last stdout line.
+
+    With ``--xcom-file`` (or ``$MLOPS_XCOM_FILE``) the same JSON is written there, which is
+    where ``KubernetesPodOperator(do_xcom_push=True)`` reads a pod's result. Exit status 2: the
+    input or the model cannot be scored (the message says why; a retry will not help).
+    """
+    import logging
+
+    from airflow_mlops.core.data import DataError
+    from airflow_mlops.core.model_ref import ModelRefError
+    from airflow_mlops.core.scoring import ScoringError
+    from airflow_mlops.core.scoring_container import (
+        XCOM_FILE_ENV,
+        score_in_container,
+        write_xcom,
+    )
+
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        result = score_in_container(
+            args.model,
+            args.input,
+            args.output,
+            partition=args.partition,
+            expect_name=args.expect_name,
+            expect_version=args.expect_version,
+            key_columns=tuple(args.key_column or ()),
+            rejects_uri=args.rejects,
+            batch_rows=args.batch_rows,
+            threads=args.threads,
+            monitoring_dir=args.monitoring_dir if args.sample_rows else None,
+            sample_rows=args.sample_rows,
+            sample_date=args.sample_date,
+            seed=args.seed,
+            progress_seconds=args.progress_seconds,
+            format=args.format,
+        )
+    except (ScoringError, DataError, ModelRefError) as exc:
+        print(f"airflow-mlops score: {exc}", file=sys.stderr, flush=True)
+        return 2
+    payload = result.to_dict()
+    xcom_file = args.xcom_file or os.environ.get(XCOM_FILE_ENV)
+    if xcom_file:
+        write_xcom(payload, xcom_file)
+    _say(json.dumps(payload, sort_keys=True))
+    return 0
+
+
+def _score_parser(sub: Any) -> None:
+    from airflow_mlops.core.scoring import DEFAULT_BATCH_ROWS, DEFAULT_SAMPLE_ROWS
+
+    p = sub.add_parser(
+        "score",
+        help="score one partition with a model folder (what a Kubernetes scoring pod runs)",
+        description=score.__doc__,
+    )
+    p.add_argument("--model", required=True, help="model folder (model.onnx + model.json)")
+    p.add_argument("--input", required=True, help="the partition: file, folder or URI")
+    p.add_argument("--output", required=True, help="predictions file; {partition}, {date} work")
+    p.add_argument("--rejects", default=None, help="default <output folder>/_rejects/<file>")
+    p.add_argument("--partition", default=None, help="name in logs and the sample file")
+    p.add_argument("--key-column", action="append", help="copied to the output (repeatable)")
+    p.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS)
+    p.add_argument("--threads", type=int, default=None, help="default: cores of the pod")
+    p.add_argument("--sample-rows", type=int, default=DEFAULT_SAMPLE_ROWS, help="0: no sample")
+    p.add_argument("--monitoring-dir", default=None, help="root of the monitoring samples")
+    p.add_argument("--sample-date", default=None, help="default: the input's date= folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--progress-seconds", type=float, default=30.0)
+    p.add_argument("--format", choices=("auto", "parquet", "csv"), default="auto")
+    p.add_argument("--expect-name", default=None, help="fail unless the folder holds this model")
+    p.add_argument("--expect-version", default=None, help="...and this version")
+    p.add_argument(
+        "--xcom-file", default=None, help="also write the result here (default $MLOPS_XCOM_FILE)"
+    )
+    p.set_defaults(func=score)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="airflow-mlops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -80,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shift", type=float, default=0.0, help="drift knob: 0 = reference")
     p.set_defaults(func=demo_data)
+    _score_parser(sub)
     sub.add_parser(
         "serve",
         help="the ONNX scoring server (options: airflow-mlops serve --help)",

@@ -6,6 +6,10 @@ MLflow or scikit-learn) and this package as a wheel installed with ``--no-deps``
 Airflow requirements are not pulled in. The same context runs as a plain process for debugging::
 
     python -m airflow_mlops.serving --config <context>/serving.local.json
+
+The image has two entry points: the scoring server (its ``ENTRYPOINT``) and the batch scorer
+``airflow-mlops score --model /app/model ...`` that ``scoring.runner: kubernetes`` runs in a
+pod per partition (:mod:`airflow_mlops.core.scoring_pod`). The requirements cover both.
 """
 
 from __future__ import annotations
@@ -34,6 +38,19 @@ APP_UID = 10001
 # What the image always needs, whatever the scan of the serving modules finds (some of these are
 # imported inside functions, which the scan does not follow).
 BASE_SERVING_PACKAGES = ("onnxruntime", "numpy", "starlette", "uvicorn", "pyarrow")
+# ``airflow-mlops score`` (batch scoring in a pod) reaches these through imports inside functions,
+# which the scan does not follow; their module-level imports are scanned like serving/'s.
+BATCH_SCORING_MODULES = (
+    "cli.py",
+    "core/scoring_container.py",
+    "core/scoring.py",
+    "core/scoring_io.py",
+    "core/data.py",
+    "core/onnx.py",
+    "core/model_ref.py",
+)
+# fsspec loads a protocol's implementation by name (s3:// -> s3fs): no import names it.
+BATCH_SCORING_PACKAGES = ("s3fs",)
 # Never in a serving image: the scheduler, the registry client and training libraries.
 FORBIDDEN_PACKAGES = frozenset(
     {"apache-airflow", "apache-airflow-core", "apache-airflow-task-sdk", "mlflow", "mlflow-skinny"}
@@ -207,7 +224,17 @@ def serving_imports(package_dir: Path) -> set[str]:
 
     Follows module-level imports from ``serving/`` through this package's own modules.
     """
-    todo = sorted(str(p) for p in (package_dir / "serving").rglob("*.py"))
+    return _scan_imports(package_dir, sorted((package_dir / "serving").rglob("*.py")))
+
+
+def batch_scoring_imports(package_dir: Path) -> set[str]:
+    """Third-party top-level modules that ``airflow-mlops score`` needs (same scan)."""
+    roots = [package_dir / rel for rel in BATCH_SCORING_MODULES]
+    return _scan_imports(package_dir, [p for p in roots if p.is_file()])
+
+
+def _scan_imports(package_dir: Path, roots: list[Path]) -> set[str]:
+    todo = [str(p) for p in roots]
     seen: set[str] = set()
     external: set[str] = set()
     while todo:
@@ -249,6 +276,16 @@ def serving_requirements(package_dir: Path | None = None) -> list[str]:
             "need Airflow, MLflow or training libraries"
         )
     dists = set(BASE_SERVING_PACKAGES)
+    batch = batch_scoring_imports(package_dir)
+    if batch:
+        bad = sorted(batch & _FORBIDDEN_MODULES)
+        if bad:
+            raise PackagingError(
+                f"the batch scorer (airflow-mlops score) imports {bad} at module level; the "
+                "serving image must not need Airflow, MLflow or training libraries"
+            )
+        modules |= batch
+        dists |= set(BATCH_SCORING_PACKAGES)
     mapping = metadata.packages_distributions()
     for module in modules:
         for dist in mapping.get(module, []):
@@ -287,6 +324,13 @@ def build_wheel(dst_dir: Path, package_dir: Path | None = None) -> Path:
                 f"Version: {__version__}\n"
                 "Summary: airflow-mlops (serving image build; dependencies pinned separately)\n"
             ).encode(),
+        )
+    )
+    # pip turns this into the ``airflow-mlops`` command inside the image (``score`` runs there).
+    files.append(
+        (
+            f"{dist_info}/entry_points.txt",
+            b"[console_scripts]\nairflow-mlops = airflow_mlops.cli:main\n",
         )
     )
     files.append(
@@ -353,6 +397,8 @@ COPY wheels/{wheel_name} /tmp/wheels/{wheel_name}
 RUN pip install --no-cache-dir --no-deps /tmp/wheels/{wheel_name} && rm -rf /tmp/wheels
 COPY model/ /app/model/
 COPY serving.json /app/serving.json
+# Batch scoring of one partition (Kubernetes pods override the entry point with it):
+#   airflow-mlops score --model /app/model --input <uri> --output <uri> ...
 USER {APP_UID}:{APP_UID}
 EXPOSE {port}
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \\

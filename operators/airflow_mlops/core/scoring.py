@@ -29,7 +29,7 @@ import re
 import resource
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from airflow_mlops.core.model_ref import ResolvedModel
+    from airflow_mlops.core.scoring_pod import KubernetesScoringSpec
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +51,14 @@ __all__ = [
     "available_cores",
     "default_rejects_uri",
     "partition_name",
+    "partition_target",
     "score_partition",
 ]
 
 DEFAULT_BATCH_ROWS = 65_536
 DEFAULT_SAMPLE_ROWS = 5_000
+RUNNERS = ("worker", "kubernetes")
+_DATE_PART = re.compile(r"(?:^|/)date=([^/]+)")
 
 
 class ScoringError(ValueError):
@@ -83,6 +87,11 @@ class ScoringSpec:
     :param progress_seconds: how often progress is logged.
     :param schedule: cron expression or preset of the scoring DAG.
     :param format: ``auto``, ``parquet`` or ``csv``.
+    :param runner: where partitions are scored: ``worker`` (a ``BatchScoreOperator`` per
+        partition in the Airflow worker) or ``kubernetes`` (a pod per partition running the
+        version's serving image, see :mod:`airflow_mlops.core.scoring_pod`).
+    :param kubernetes: the pods' settings (:class:`~airflow_mlops.core.scoring_pod.
+        KubernetesScoringSpec`); checked whatever the runner, used by ``kubernetes``.
     """
 
     input_uri: str | None = None
@@ -96,6 +105,8 @@ class ScoringSpec:
     progress_seconds: float = 30.0
     schedule: str | None = "@daily"
     format: str = "auto"
+    runner: str = "worker"
+    kubernetes: KubernetesScoringSpec | None = None
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None, source: str = "<config>") -> ScoringSpec:
@@ -112,6 +123,10 @@ class ScoringSpec:
             if isinstance(keys, str) or not isinstance(keys, list | tuple):
                 raise ConfigError(f"{source}: scoring.key_columns: expected a list, got {keys!r}")
             raw["key_columns"] = tuple(str(k) for k in keys)
+        if "kubernetes" in raw:
+            from airflow_mlops.core.scoring_pod import KubernetesScoringSpec
+
+            raw["kubernetes"] = KubernetesScoringSpec.from_dict(raw["kubernetes"], source)
         spec = cls(**raw)
         for key, low in (("batch_rows", 1), ("sample_rows", 0)):
             value = getattr(spec, key)
@@ -125,6 +140,16 @@ class ScoringSpec:
             raise ConfigError(f"{source}: scoring.format must be auto, parquet or csv")
         if not spec.progress_seconds > 0:
             raise ConfigError(f"{source}: scoring.progress_seconds must be > 0")
+        if spec.runner not in RUNNERS:
+            raise ConfigError(
+                f"{source}: scoring.runner must be worker or kubernetes, got {spec.runner!r}"
+            )
+        if spec.runner == "kubernetes":
+            from airflow_mlops.core.scoring_pod import KubernetesScoringSpec, check_pod_paths
+
+            if spec.kubernetes is None:
+                spec = replace(spec, kubernetes=KubernetesScoringSpec())
+            check_pod_paths(spec, source)
         return spec
 
     def input_base(self, model_name: str) -> str:
@@ -231,6 +256,31 @@ def partition_name(input_uri: str) -> str:
     for suffix in (".parquet", ".csv.gz", ".csv"):
         base = base.removesuffix(suffix)
     return re.sub(r"[^A-Za-z0-9_.=-]", "_", base) or "partition"
+
+
+def partition_target(
+    input_uri: str, output_template: str, partition: str | None = None
+) -> tuple[str, str | None, str]:
+    """``(partition, date, output_uri)`` for one input partition.
+
+    ``{partition}`` in ``output_template`` becomes the partition's name (default: from the
+    input URI) and ``{date}`` the input's ``date=`` folder. The worker and the Kubernetes
+    runner both call this, so a partition lands at the same URI whichever scores it.
+
+    :raises ScoringError: the template uses ``{date}`` but the input has no ``date=`` folder.
+    """
+    name = partition or partition_name(input_uri)
+    found = _DATE_PART.search(input_uri)
+    date = found.group(1) if found else None
+    output_uri = output_template.replace("{partition}", name)
+    if "{date}" in output_uri:
+        if date is None:
+            raise ScoringError(
+                f"output_uri {output_template!r} uses {{date}} but input {input_uri} "
+                "has no date=... folder"
+            )
+        output_uri = output_uri.replace("{date}", date)
+    return name, date, output_uri
 
 
 def default_rejects_uri(output_uri: str) -> str:
