@@ -4,6 +4,11 @@ resolve the champion once → list the day's partitions → one mapped scoring t
 → summary (rows in/out/rejected per partition, the model version each used; fails if versions
 differ or a partition failed). Runs daily and whenever the incoming-data Asset is updated.
 
+``scoring.runner: worker`` (default) scores each partition in the Airflow worker;
+``scoring.runner: kubernetes`` plans one pod per partition (``plan_pods``) and maps the cncf
+provider's ``KubernetesPodOperator`` over the plan: the version's serving image runs
+``airflow-mlops score`` and hands back the same result through its XCom sidecar.
+
 Inputs: ``<scoring.input_uri>/date=YYYY-MM-DD/<partition>`` (a file or a hive folder each);
 outputs: ``<scoring.output_uri>/date=YYYY-MM-DD/<partition>.parquet`` with rejects under
 ``_rejects/`` beside them. The day is the run conf's ``date``, else the ``date`` in the
@@ -98,21 +103,41 @@ def scoring_dag(
             return found
 
         partitions = list_partitions()
-        scored = BatchScoreOperator.partial(
-            task_id="score",
-            model=resolve.output,
-            output_uri=f"{output_base}/date={{date}}/{{partition}}.parquet",
-            **common,
-        ).expand(input_uri=partitions)
+        output_uri = f"{output_base}/date={{date}}/{{partition}}.parquet"
+        scored: Any
+        if spec.runner == "kubernetes":
+            # Imported only for this runner: the provider's import costs seconds per parse.
+            from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+            from airflow_mlops.operators.scoring import (
+                PlanScoringPodsOperator,
+                scoring_pod_kwargs,
+                scoring_pod_partial,
+            )
+
+            plan = PlanScoringPodsOperator(
+                task_id="plan_pods",
+                model=resolve.output,
+                partitions=partitions,
+                output_uri=output_uri,
+                **common,
+            )
+            scored = KubernetesPodOperator.partial(
+                task_id="score", **scoring_pod_partial(spec.kubernetes, config.name)
+            ).expand_kwargs(plan.output.map(scoring_pod_kwargs))
+        else:
+            scored = BatchScoreOperator.partial(
+                task_id="score", model=resolve.output, output_uri=output_uri, **common
+            ).expand(input_uri=partitions)
 
         @task(trigger_rule="all_done")
         def summary(results: Any, listed: list[str]) -> dict[str, Any]:
             from airflow_mlops.core.scoring import ScoringError
+            from airflow_mlops.core.scoring_pod import normalize_results
             from airflow_mlops.core.scoring_runs import summarize
 
-            done = [r for r in (results or []) if r]
             try:
-                out = summarize(done, list(listed or []))
+                out = summarize(normalize_results(results), list(listed or []))
             except ScoringError as exc:
                 from airflow.sdk.exceptions import AirflowFailException
 

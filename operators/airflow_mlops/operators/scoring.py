@@ -1,8 +1,13 @@
-"""Batch scoring tasks: pin the model version once, then score partitions (mappable)."""
+"""Batch scoring tasks: pin the model version once, then score partitions (mappable).
+
+Two runners share the pinning and the summary: ``BatchScoreOperator`` scores in the Airflow
+worker; for ``scoring.runner: kubernetes``, ``PlanScoringPodsOperator`` plans one pod per
+partition and :func:`scoring_pod_partial` / :func:`scoring_pod_kwargs` turn the plan into a
+mapped ``KubernetesPodOperator`` running the version's serving image.
+"""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,8 +15,6 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_mlops.links.mlflow import MLflowModelVersionLink
 from airflow_mlops.operators.base import MLOpsBaseOperator
-
-_DATE_PART = re.compile(r"(?:^|/)date=([^/]+)")
 
 
 class ResolveModelOperator(MLOpsBaseOperator):
@@ -116,24 +119,19 @@ class BatchScoreOperator(MLOpsBaseOperator):
         from airflow_mlops.core.scoring import (
             ScoringError,
             ScoringSpec,
-            partition_name,
+            partition_target,
             score_partition,
         )
 
         config = self.model_config()
         spec = self.call_core(ScoringSpec.from_dict, config.scoring, f"task {self.task_id}")
         model_ref = self.model or spec.model
-        partition = self.partition or partition_name(self.input_uri)
-        found = _DATE_PART.search(self.input_uri)
-        date = found.group(1) if found else None
-        output_uri = self.output_uri.replace("{partition}", partition)
-        if "{date}" in output_uri:
-            if date is None:
-                raise AirflowFailException(
-                    f"output_uri {self.output_uri!r} uses {{date}} but input {self.input_uri} "
-                    "has no date=... folder"
-                )
-            output_uri = output_uri.replace("{date}", date)
+        try:
+            partition, date, output_uri = partition_target(
+                self.input_uri, self.output_uri, self.partition
+            )
+        except ScoringError as exc:
+            raise AirflowFailException(str(exc)) from exc
         try:
             registry = isinstance(model_ref, dict) and not str(model_ref["version"]).startswith(
                 "local-"
@@ -172,3 +170,150 @@ class BatchScoreOperator(MLOpsBaseOperator):
             self.log.error("%s", exc)
             raise AirflowFailException(str(exc)) from exc
         return result.to_dict()
+
+
+class PlanScoringPodsOperator(MLOpsBaseOperator):
+    """Plan one Kubernetes pod per partition for ``scoring.runner: kubernetes``.
+
+    Returns a list of ``{arguments, image, container_resources, labels}`` (one per partition,
+    in the order given) for ``KubernetesPodOperator.partial(...).expand_kwargs(...)`` through
+    :func:`scoring_pod_kwargs`. The image is the pinned version's serving image; the pod's
+    requests and limits come from the config, else the version's ``mlops.profile.*`` tags, else
+    defaults (:func:`airflow_mlops.core.scoring_pod.pod_resources`).
+
+    :param model: ``ResolveModelOperator``'s result (the pinned version) (templated).
+    :param partitions: the input partitions (URIs) (templated).
+    :param output_uri: the predictions file per partition, with ``{date}`` and ``{partition}``
+        (templated).
+    :param key_columns: columns copied to the output (default ``scoring.key_columns``, else the
+        config's ``data.key_columns``).
+    """
+
+    # model and partitions are templated so that upstream results (XComArgs) are resolved.
+    template_fields: Sequence[str] = (
+        *MLOpsBaseOperator.template_fields,
+        "model",
+        "partitions",
+        "output_uri",
+    )
+    operator_extra_links = (MLflowModelVersionLink(),)
+    ui_color = "#fdf1e0"
+
+    def __init__(
+        self,
+        *,
+        model: dict[str, Any] | Any,
+        partitions: Sequence[str] | Any,
+        output_uri: str,
+        key_columns: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model = model
+        self.partitions = partitions
+        self.output_uri = output_uri
+        self.key_columns = key_columns
+
+    def execute(self, context: Any) -> list[dict[str, Any]]:
+        from airflow_mlops.core import registry
+        from airflow_mlops.core.scoring import ScoringError, ScoringSpec
+        from airflow_mlops.core.scoring_pod import plan_pods
+
+        config = self.model_config()
+        spec = self.call_core(ScoringSpec.from_dict, config.scoring, f"task {self.task_id}")
+        model = dict(self.model)
+        tags: dict[str, str] = {}
+        if not str(model["version"]).startswith("local-"):
+            tracking = self.tracking()
+            found = registry.get_version(tracking, model["name"], str(model["version"]))
+            tags = dict(found.tags) if found else {}
+            MLflowModelVersionLink.persist(
+                context, tracking.model_version_url(model["name"], str(model["version"]))
+            )
+        keys = self.key_columns or spec.key_columns or config.data.key_columns
+        try:
+            plan = plan_pods(
+                list(self.partitions or []),
+                model,
+                spec,
+                output_template=self.output_uri,
+                key_columns=tuple(keys),
+                seed=config.data.seed,
+                tags=tags,
+            )
+        except ScoringError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        if plan:
+            first = plan[0]
+            self.log.info(
+                "%d pod(s) with %s, resources %s",
+                len(plan),
+                first["image"],
+                first["container_resources"],
+            )
+        return plan
+
+
+def scoring_pod_partial(kube: Any, model_name: str) -> dict[str, Any]:
+    """The ``KubernetesPodOperator.partial()`` keywords shared by every partition's pod.
+
+    :param kube: the :class:`~airflow_mlops.core.scoring_pod.KubernetesScoringSpec`.
+    :param model_name: names the pods (``score-<model>-<random>``).
+    """
+    from airflow.providers.cncf.kubernetes.secret import Secret
+    from kubernetes.client import models as k8s
+
+    from airflow_mlops.core.rollout.manifests import slug
+    from airflow_mlops.core.scoring_container import CONTAINER_COMMAND
+
+    secrets = [
+        Secret("env", name, *str(ref).split("/", 1)) for name, ref in kube.secret_env.items()
+    ]
+    secrets += [Secret("env", None, secret) for secret in kube.secret_env_from]
+    return {
+        "name": f"score-{slug(model_name)}",
+        "namespace": kube.namespace,
+        "cmds": list(CONTAINER_COMMAND),
+        "env_vars": {str(k): str(v) for k, v in kube.env.items()},
+        "secrets": secrets,
+        "service_account_name": kube.service_account,
+        "image_pull_policy": kube.image_pull_policy,
+        "kubernetes_conn_id": kube.conn_id,
+        "in_cluster": kube.in_cluster,
+        "config_file": kube.config_file,
+        "cluster_context": kube.context,
+        "pod_template_file": kube.pod_template_file,
+        "startup_timeout_seconds": kube.startup_timeout_seconds,
+        "on_finish_action": kube.on_finish_action,
+        "do_xcom_push": True,
+        "get_logs": True,
+        "log_events_on_failure": True,
+        # Locked down like the serving Deployment; /tmp is the only writable path besides the
+        # XCom volume the provider mounts.
+        "container_security_context": k8s.V1SecurityContext(
+            run_as_non_root=True,
+            allow_privilege_escalation=False,
+            read_only_root_filesystem=True,
+            capabilities=k8s.V1Capabilities(drop=["ALL"]),
+            seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+        ),
+        "volumes": [k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource())],
+        "volume_mounts": [k8s.V1VolumeMount(name="tmp", mount_path="/tmp")],
+    }
+
+
+def scoring_pod_kwargs(item: dict[str, Any]) -> dict[str, Any]:
+    """One planned pod as ``KubernetesPodOperator`` keywords (for ``XComArg.map``).
+
+    The plan travels through XCom as plain JSON; the operator wants the resources as a
+    ``V1ResourceRequirements``.
+    """
+    from kubernetes.client import models as k8s
+
+    out = dict(item)
+    resources = out.get("container_resources")
+    if isinstance(resources, dict):
+        out["container_resources"] = k8s.V1ResourceRequirements(
+            requests=resources.get("requests"), limits=resources.get("limits")
+        )
+    return out
