@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_mlops.core.config import ConfigError
+from airflow_mlops.core.config import ConfigError, check_keys
 
 ON_TIMEOUT = ("reject", "approve", "fail")
 TAG = "mlops.approval."
@@ -50,10 +50,7 @@ class ApprovalSpec:
     def from_dict(cls, raw: dict[str, Any] | None, source: str = "approval") -> ApprovalSpec:
         """Check and build the spec; a :class:`ConfigError` names the key and the value."""
         raw = dict(raw or {})
-        known = {"promotion", "rollout", "timeout_hours", "on_timeout", "assigned_users"}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {unknown}; known keys: {sorted(known)}")
+        check_keys(raw, cls, source)
         for key in ("promotion", "rollout"):
             if not isinstance(raw.get(key, False), bool):
                 raise ConfigError(f"{source}.{key} must be true or false, got {raw[key]!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -189,17 +190,22 @@ class ModelConfig:
         return asdict(self)
 
 
+def check_keys(raw: Any, known: type | Iterable[str], where: str, what: str = "key(s)") -> None:
+    """Raise :class:`ConfigError` naming ``where``, the unknown keys and the known ones, when
+    ``raw`` is not a mapping or has a key outside ``known`` (names, or a dataclass's fields)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    names = {f.name for f in fields(known)} if isinstance(known, type) else set(known)
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown {what} {unknown}; known keys: {sorted(names)}")
+
+
 def build_section(cls: type, raw: Any, where: str) -> Any:
     """Build the dataclass ``cls`` from a mapping; a non-mapping or an unknown key raises
     :class:`ConfigError` naming ``where`` and the known keys."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(known)}")
+    raw = {} if raw is None else raw
+    check_keys(raw, cls, where)
     return cls(**raw)
 
 

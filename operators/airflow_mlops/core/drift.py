@@ -19,14 +19,14 @@ A check never answers "no drift" for data it could not compare: too few rows giv
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from airflow_mlops.core import drift_stats
-from airflow_mlops.core.config import ConfigError
+from airflow_mlops.core.config import ConfigError, check_keys
 from airflow_mlops.core.drift_columns import ColumnDrift, ColumnRule, column_drift
 
 log = logging.getLogger(__name__)
@@ -88,10 +88,7 @@ class DriftPolicy:
     def from_dict(cls, raw: dict[str, Any] | None, source: str = "monitoring") -> DriftPolicy:
         """Build and check a policy; unknown keys and bad values raise :class:`ConfigError`."""
         raw = dict(raw or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {unknown}; known keys: {sorted(known)}")
+        check_keys(raw, cls, source)
         if raw.get("columns") is not None:
             if isinstance(raw["columns"], str) or not isinstance(raw["columns"], list | tuple):
                 raise ConfigError(f"{source}.columns: expected a list, got {raw['columns']!r}")

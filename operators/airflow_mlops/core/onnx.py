@@ -382,11 +382,17 @@ def convert_to_onnx(pipeline: Any, config: ModelConfig) -> bytes:
     return bytes(model.SerializeToString())
 
 
-def load_session(onnx: bytes | str, threads: int | None = None) -> onnxruntime.InferenceSession:
+def load_session(
+    onnx: bytes | str, threads: int | None = None, *, spinning: bool = False
+) -> onnxruntime.InferenceSession:
     """An ONNX Runtime CPU session with sequential execution.
 
     :param onnx: the serialized model, or a local path / fsspec URI of a ``.onnx`` file.
     :param threads: intra-op threads (``None``: ONNX Runtime's default, one per core).
+    :param spinning: let idle intra-op threads spin-wait for work (ONNX Runtime's own default;
+        the scoring server's sessions do). Off here: every caller of this function feeds large
+        batches, where spinning saves nothing, and when mapped tasks share a worker's cores it
+        burns the CPU the others need.
     """
     import onnxruntime as ort
 
@@ -395,6 +401,8 @@ def load_session(onnx: bytes | str, threads: int | None = None) -> onnxruntime.I
     options.inter_op_num_threads = 1
     if threads is not None:
         options.intra_op_num_threads = int(threads)
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     source: bytes | str = onnx
     if isinstance(onnx, str) and "://" in onnx and not onnx.startswith("file://"):
         import fsspec

@@ -20,13 +20,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from airflow_mlops.core.config import ConfigError, ModelConfig
+from airflow_mlops.core.config import ConfigError, ModelConfig, check_keys
 from airflow_mlops.core.profiling_report import Recommendation, recommend, write_chart
 from airflow_mlops.core.tracking import TrackingConfig
 
@@ -110,22 +110,11 @@ class ProfilingSpec:
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None, source: str = "profiling") -> ProfilingSpec:
         """Parse and check a ``profiling`` config section; an empty one gives the defaults."""
-        if raw is not None and not isinstance(raw, dict):
-            raise ConfigError(f"{source}: expected a mapping, got {type(raw).__name__}")
-        raw = dict(raw or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {unknown}; known keys: {sorted(known)}")
+        raw = {} if raw is None else raw
+        check_keys(raw, cls, source)
+        raw = dict(raw)
         slo_raw = raw.pop("slo", None) or {}
-        if not isinstance(slo_raw, dict):
-            raise ConfigError(f"{source}.slo: expected a mapping")
-        slo_known = {f.name for f in fields(SloSpec)}
-        if set(slo_raw) - slo_known:
-            raise ConfigError(
-                f"{source}.slo: unknown key(s) {sorted(set(slo_raw) - slo_known)}; "
-                f"known keys: {sorted(slo_known)}"
-            )
+        check_keys(slo_raw, SloSpec, f"{source}.slo")
         slo = SloSpec(
             p99_ms=_positive(slo_raw.get("p99_ms", 5.0), f"{source}.slo.p99_ms"),
             requests_per_second=_positive(

@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from airflow_mlops.core.config import ConfigError
+from airflow_mlops.core.config import ConfigError, check_keys
 
 __all__ = [
     "AdminSpec",
@@ -145,10 +145,7 @@ class ServingConfig:
     def from_dict(cls, raw: dict[str, Any] | None, source: str = "<serving>") -> ServingConfig:
         """Build and check a config; errors name the key and ``source``."""
         raw = dict(raw or {})
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown serving key(s) {unknown}; known: {sorted(known)}")
+        check_keys(raw, cls, source, what="serving key(s)")
         model = raw.get("model")
         if not model or not isinstance(model, str):
             raise ConfigError(f"{source}: serving.model must name the model, got {model!r}")
@@ -252,12 +249,7 @@ def _highest(versions: dict[str, str]) -> str:
 def _section(cls: type, raw: Any, where: str) -> Any:
     if raw is None:
         return cls()
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    check_keys(raw, cls, where)
     try:
         return cls(**raw)
     except TypeError as exc:
@@ -295,9 +287,7 @@ def parse_shadow(raw: Any, where: str = "shadow") -> ShadowSpec | None:
         return None
     if not isinstance(raw, dict) or "version" not in raw:
         raise ConfigError(f"{where}: expected null or {{'version': v, 'share': 0..1}}, got {raw!r}")
-    unknown = sorted(set(raw) - {"version", "share"})
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: ['share', 'version']")
+    check_keys(raw, ("version", "share"), where)
     share = raw.get("share", 1.0)
     if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
         raise ConfigError(f"{where}: share must be a number within 0..1, got {share!r}")
