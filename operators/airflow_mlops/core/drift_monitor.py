@@ -18,10 +18,11 @@ again only after another ``consecutive_windows`` windows.
 
 from __future__ import annotations
 
-import glob
+import fnmatch
 import json
 import logging
 import os
+import posixpath
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,24 +92,42 @@ class Window:
 
 
 def find_window(spec: MonitoringSpec, name: str, version: str, day: str | None = None) -> Window:
-    """The window to check: ``current_uri`` as a whole, or one day of the monitoring layout."""
-    from airflow_mlops.core.data import fingerprint
+    """The window to check: ``current_uri`` as a whole, or one day of the monitoring layout.
+
+    The layout may be a local folder or an fsspec URI (``s3://``): it is listed afresh on every
+    call (one recursive listing, never a cached one), so a long-lived process (a sensor, a
+    ``dag.test()``) sees days that other processes wrote since its last look.
+    """
+    from airflow_mlops.core.data import _url_to_fs, fingerprint
 
     if spec.current_uri:
         uri = expand(spec.current_uri)
         digest = fingerprint(uri)[:16] if _exists(uri) else "missing"
         return Window(f"{uri}#{digest}", (uri,), f"current_uri {uri}")
-    base = os.path.join(spec.root, f"model={name}")
+    root = spec.root
+    base = posixpath.join(root.rstrip("/"), f"model={name}")
     sources = spec.sources or ("*",)
-    folders = [
-        path
-        for src in sources
-        for path in glob.glob(os.path.join(base, f"source={src}", f"version={version}", "date=*"))
-    ]
+    fs, base_path = _url_to_fs(base)
+    prefix = base_path.rstrip("/") + "/"
+    folders = set()
+    for path in fs.find(base_path):
+        parts = path[len(prefix) :].split("/")
+        if (
+            len(parts) > 3
+            and any(fnmatch.fnmatchcase(parts[0], f"source={src}") for src in sources)
+            and parts[1] == f"version={version}"
+            and parts[2].startswith("date=")
+        ):
+            folders.add(prefix + "/".join(parts[:3]))
     wanted = day or (None if spec.window == "latest" else spec.window)
-    days = sorted({os.path.basename(p).removeprefix("date=") for p in folders})
+    days = sorted({posixpath.basename(p).removeprefix("date=") for p in folders})
     pick = wanted or (days[-1] if days else None)
-    chosen = tuple(sorted(p for p in folders if p.endswith(f"date={pick}")))
+    remote = "://" in root and not root.startswith("file://")
+    chosen = tuple(
+        sorted(
+            fs.unstrip_protocol(p) if remote else p for p in folders if p.endswith(f"/date={pick}")
+        )
+    )
     where = f"{base}/source={','.join(sources)}/version={version}/date={pick or '*'}"
     return Window(f"date={pick or 'none'}", chosen, where)
 
