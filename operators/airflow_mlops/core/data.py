@@ -116,7 +116,7 @@ def fingerprint(uri: str) -> str:
                 while chunk := handle.read(_CHUNK):
                     digest.update(chunk)
         except OSError as exc:
-            raise DataError(f"cannot read {name}: {_reason(exc)}") from exc
+            raise DataError(f"cannot read {shown(fs, name, uri)}: {_reason(exc)}") from exc
     return digest.hexdigest()
 
 
@@ -288,6 +288,16 @@ def _url_to_fs(uri: str) -> tuple[AbstractFileSystem, str]:
         raise DataError(f"cannot open {uri}: {exc}") from exc
 
 
+def shown(fs: AbstractFileSystem, name: str, uri: str) -> str:
+    """``name`` (a path as ``fs`` lists it, without its protocol) as the user wrote ``uri``.
+
+    Messages must name what a user can paste: ``s3://bucket/key``, not ``bucket/key``.
+    """
+    if "://" not in uri or uri.startswith("file://"):
+        return name
+    return str(fs.unstrip_protocol(name))
+
+
 def _reason(exc: OSError) -> str:
     if exc.strerror:
         return exc.strerror
@@ -297,8 +307,14 @@ def _reason(exc: OSError) -> str:
 
 
 def _data_files(fs: AbstractFileSystem, path: str, uri: str) -> tuple[list[str], bool]:
-    """The files to read under ``path`` (sorted) and whether ``path`` is a folder."""
+    """The files to read under ``path`` (sorted) and whether ``path`` is a folder.
+
+    Object stores are asked afresh: a listing this process cached earlier (s3fs keeps one per
+    folder, sizes and ETags included) would hide files written since by another process, and
+    stale sizes make a rewritten file unreadable.
+    """
     try:
+        fs.invalidate_cache(path)
         info = fs.info(path)
         if info["type"] != "directory":
             if info.get("size") == 0:
@@ -314,7 +330,9 @@ def _data_files(fs: AbstractFileSystem, path: str, uri: str) -> tuple[list[str],
         if any(part.startswith((".", "_")) for part in parts):
             continue
         if detail.get("size") == 0:
-            raise DataError(f"{name} (in {uri}) is empty (0 bytes); remove or rewrite it")
+            raise DataError(
+                f"{shown(fs, name, uri)} (in {uri}) is empty (0 bytes); remove or rewrite it"
+            )
         files.append(name)
     if not files:
         raise DataError(f"{uri} has no rows: the folder holds no data files")
@@ -375,7 +393,7 @@ def _parquet_error(fs: AbstractFileSystem, files: list[str], uri: str, exc: Exce
             with fs.open(name, "rb") as handle:
                 pq.read_metadata(handle)
         except (pa.ArrowException, OSError) as bad:
-            return DataError(f"{name} is not a readable Parquet file: {bad}")
+            return DataError(f"{shown(fs, name, uri)} is not a readable Parquet file: {bad}")
     return DataError(f"cannot read Parquet data {uri}: {exc}")
 
 
@@ -384,19 +402,20 @@ def _read_csv(
 ) -> pd.DataFrame:
     frames = []
     for name in files:
+        where = shown(fs, name, uri)
         try:
             if columns is not None:
                 with fs.open(name, "rb", compression="infer") as handle:
                     present = list(pd.read_csv(handle, nrows=0).columns)
-                _check_columns(present, columns, name if len(files) > 1 else uri)
+                _check_columns(present, columns, where if len(files) > 1 else uri)
             with fs.open(name, "rb", compression="infer") as handle:
                 frames.append(pd.read_csv(handle, usecols=columns))
         except pd.errors.EmptyDataError as exc:
-            raise DataError(f"{name} has no rows: it holds no CSV header or data") from exc
+            raise DataError(f"{where} has no rows: it holds no CSV header or data") from exc
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise DataError(f"{name} is not a readable CSV file: {exc}") from exc
+            raise DataError(f"{where} is not a readable CSV file: {exc}") from exc
         except OSError as exc:
-            raise DataError(f"cannot read {name}: {_reason(exc)}") from exc
+            raise DataError(f"cannot read {where}: {_reason(exc)}") from exc
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     return frame[columns] if columns is not None else frame
 

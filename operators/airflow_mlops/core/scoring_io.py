@@ -40,6 +40,7 @@ from airflow_mlops.core.data import (
     _reason,
     _url_to_fs,
     atomic_output,
+    shown,
 )
 from airflow_mlops.core.scoring import ScoringError
 
@@ -144,7 +145,7 @@ class InputSource:
         self.rows_expected: int | None = None
 
     def _where(self, f: _File) -> str:
-        return f"partition {self.label}: {f.path}"
+        return f"partition {self.label}: {shown(self.fs, f.path, self.uri)}"
 
     def _open_parquet(self, f: _File, dictionary: bool = False) -> pq.ParquetFile:
         source: Any = f.path if self.local else self.fs.open(f.path, "rb")

@@ -30,6 +30,9 @@ def list_partitions(base_uri: str, date: str) -> list[str]:
     from airflow_mlops.core.data import _url_to_fs
 
     fs, path = _url_to_fs(join(base_uri, f"date={date}"))
+    # A listing cached by this process (s3fs keeps one per folder) would hide partitions that
+    # landed since through another client: list afresh.
+    fs.invalidate_cache(path)
     if not fs.exists(path):
         return []
     found = []
