@@ -10,7 +10,7 @@ import json
 import logging
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -493,3 +493,17 @@ def test_the_wheel_installs_the_airflow_mlops_command(tmp_path):
     # The Dockerfile keeps the server as its entry point; pods override it with this command.
     text = packaging.dockerfile({}, wheel.name)
     assert "#   airflow-mlops score --model /app/model" in text
+
+
+def test_the_documented_example_section_is_a_valid_config():
+    import yaml
+
+    text = (REPO / "docs" / "scoring.md").read_text()
+    section = text.split("## Scale-out on Kubernetes", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    spec = ScoringSpec.from_dict(yaml.safe_load(example)["scoring"], "docs/scoring.md")
+    assert spec.runner == "kubernetes"
+    assert spec.kubernetes.secret_env["AWS_ACCESS_KEY_ID"] == "s3-credentials/access_key"
+    assert {f.name for f in fields(KubernetesScoringSpec)} <= set(
+        yaml.safe_load(example)["scoring"]["kubernetes"]
+    )
