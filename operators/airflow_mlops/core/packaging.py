@@ -49,7 +49,8 @@ BATCH_SCORING_MODULES = (
     "core/onnx.py",
     "core/model_ref.py",
 )
-# fsspec loads a protocol's implementation by name (s3:// -> s3fs): no import names it.
+# fsspec loads a protocol's implementation by name (s3:// -> s3fs): no import names it. Pinned
+# when installed here (requirements.txt has it), else left out with a warning.
 BATCH_SCORING_PACKAGES = ("s3fs",)
 # Never in a serving image: the scheduler, the registry client and training libraries.
 FORBIDDEN_PACKAGES = frozenset(
@@ -285,7 +286,18 @@ def serving_requirements(package_dir: Path | None = None) -> list[str]:
                 "serving image must not need Airflow, MLflow or training libraries"
             )
         modules |= batch
-        dists |= set(BATCH_SCORING_PACKAGES)
+        for dist in BATCH_SCORING_PACKAGES:
+            try:
+                metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                # Pins are what is installed here; a pod then cannot read that protocol's URIs.
+                log.warning(
+                    "%s is not installed here, so the serving image leaves it out: scoring "
+                    "pods cannot read the URIs it implements",
+                    dist,
+                )
+            else:
+                dists.add(dist)
     mapping = metadata.packages_distributions()
     for module in modules:
         for dist in mapping.get(module, []):

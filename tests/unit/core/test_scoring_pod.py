@@ -460,6 +460,14 @@ def test_image_requirements_cover_the_batch_scorer():
     assert not names & {"apache-airflow", "mlflow", "scikit-learn", "onnx", "kubernetes"}
 
 
+def test_a_protocol_package_missing_here_is_left_out_with_a_warning(monkeypatch, caplog):
+    monkeypatch.setattr(packaging, "BATCH_SCORING_PACKAGES", ("s3fs", "no-such-dist-for-gcs"))
+    pins = packaging.serving_requirements()
+    assert any(pin.startswith("s3fs==") for pin in pins)
+    assert not any("no-such-dist" in pin for pin in pins)
+    assert "no-such-dist-for-gcs is not installed here" in caplog.text
+
+
 def test_batch_scorer_scan_refuses_a_module_level_mlflow_import(tmp_path):
     pkg = tmp_path / "airflow_mlops"
     (pkg / "serving").mkdir(parents=True)
