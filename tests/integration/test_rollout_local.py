@@ -99,6 +99,9 @@ def test_local_rollout_shifts_weights_live_then_promotes_after_last_step(version
             load.start()
             result = run_rollout(target, policy, tracking, MODEL, v2, on_step=on_step)
         routes = target.routes()
+        recorded = {v: records.deployments(tracking, MODEL, v) for v in (v1, v2)}
+    # The server this target started is gone: nothing may still count as live on it.
+    after_stop = records.deployments(tracking, MODEL, v2)
 
     assert result.status == "promoted", result.message
     assert [s.percent for s in result.steps] == [25, 100]
@@ -115,8 +118,9 @@ def test_local_rollout_shifts_weights_live_then_promotes_after_last_step(version
     assert registry.get_version(tracking, MODEL, "champion").version == v2
     assert [e["phase"] for e in events] == ["deploy", "step", "step", "promote"]
     assert routes["routes"] == {v2: 100.0} or routes["routes"] == {v2: 100}
-    assert records.deployments(tracking, MODEL, v2)[0].weight == 100
-    assert records.deployments(tracking, MODEL, v1) == []
+    assert recorded[v2][0].weight == 100
+    assert recorded[v1] == []
+    assert after_stop == []
 
 
 def test_local_rollout_rolls_back_on_a_failed_threshold_with_the_reason(versions, tmp_path):

@@ -142,7 +142,7 @@ class DeployCanaryOperator(_RolloutOperator):
         policy = self.policy(config)
         canary = str(self.package["version"])
         target = self.target(config, policy, {canary: self.package.get("image", "")})
-        baseline = target.live_version()
+        baseline = target.live_version() or self._champion_to_start(target, config.name, canary)
         if baseline == canary:
             raise AirflowSkipException(f"v{canary} already takes the traffic on {target.name}")
         try:
@@ -153,6 +153,22 @@ class DeployCanaryOperator(_RolloutOperator):
             raise AirflowFailException(str(exc)) from exc
         RolloutEndpointLink.persist(context, _endpoint_url(target.endpoint))
         return {**out, "target": target.name, "image": self.package.get("image")}
+
+    def _champion_to_start(self, target: Any, name: str, canary: str) -> str | None:
+        """With no server running locally, the registry's champion is the baseline: the local
+        target starts it first, so the canary is still compared with what it replaces."""
+        from airflow_mlops.core import registry
+        from airflow_mlops.core.rollout.local import LocalTarget
+
+        if not isinstance(target, LocalTarget):
+            return None
+        champion = registry.get_version(self.tracking(), name, "champion")
+        if champion is None or champion.version == canary:
+            return None
+        self.log.info(
+            "no local server answers; starting champion v%s as the baseline", champion.version
+        )
+        return str(champion.version)
 
 
 class ShiftTrafficOperator(_RolloutOperator):

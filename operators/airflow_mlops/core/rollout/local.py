@@ -176,10 +176,20 @@ class LocalTarget:
         return url
 
     def stop(self) -> None:
-        """Stop the server if this object started it (never one it only connected to)."""
+        """Stop the server if this object started it (never one it only connected to).
+
+        The versions it served lose their ``mlops.deployed.local`` record: nothing answers for
+        them any more, and a stale record would make the live-version guard refuse the next
+        promotion.
+        """
         proc, self._proc = self._proc, None
         if proc is None:
             return
+        try:
+            doc = self.routes()
+            served = sorted({str(v) for v in [*(doc.get("routes") or {}), *doc.get("loaded", [])]})
+        except Exception:  # a server that cannot answer serves nothing worth recording
+            served = []
         proc.terminate()
         try:
             proc.wait(timeout=15)
@@ -188,6 +198,10 @@ class LocalTarget:
             proc.wait(timeout=5)
         self._url = self.spec.url
         self.state_file.unlink(missing_ok=True)
+        from airflow_mlops.core.rollout import records
+
+        for version in served:
+            records.clear(self.tracking, self.model, version, self.name)
 
     def routes(self) -> dict[str, Any]:
         """``GET /admin/routes``."""
