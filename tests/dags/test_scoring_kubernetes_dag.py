@@ -105,7 +105,7 @@ def test_kubernetes_runner_maps_pods_over_the_plan_without_cluster(k8s_dag):
 
 
 def test_pod_of_one_partition_renders_and_validates_without_cluster(k8s_dag):
-    from kubernetes.client import ApiClient
+    from kubernetes.client import ApiClient, V1ResourceRequirements
 
     from airflow_mlops.core.scoring import ScoringSpec
 
@@ -129,6 +129,8 @@ def test_pod_of_one_partition_renders_and_validates_without_cluster(k8s_dag):
     for transform in score.expand_input.value.callables:
         kwargs = transform(kwargs)
     task = score.unmap(kwargs)
+    assert isinstance(task.container_resources, V1ResourceRequirements)  # as the operator types it
+    task.render_template_fields({})  # the templated fields hold no Jinja: rendering keeps them
     pod = task.build_pod_request_obj(dry_run=True)
     doc = ApiClient().sanitize_for_serialization(pod)
     kubernetes_validate.validate(doc, K8S_VERSION, strict=True)

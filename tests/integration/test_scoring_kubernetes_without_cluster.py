@@ -214,9 +214,9 @@ def test_the_dag_plans_pods_of_the_pinned_version_up_to_the_cluster_boundary(sta
         kwargs = pod_plan
         for transform in score.expand_input.value.callables:
             kwargs = transform(kwargs)
-        doc = ApiClient().sanitize_for_serialization(
-            score.unmap(kwargs).build_pod_request_obj(dry_run=True)
-        )
+        task = score.unmap(kwargs)
+        task.render_template_fields({})
+        doc = ApiClient().sanitize_for_serialization(task.build_pod_request_obj(dry_run=True))
         kubernetes_validate.validate(doc, "1.33", strict=True)
         base = {c["name"]: c for c in doc["spec"]["containers"]}["base"]
         assert base["image"] == f"mlops/fixture_churn:{version}"
