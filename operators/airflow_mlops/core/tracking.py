@@ -12,6 +12,10 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 
+class MLflowUnreachable(ConnectionError):
+    """The tracking server did not answer; the message names it and the time waited."""
+
+
 @dataclass(frozen=True)
 class TrackingConfig:
     """Where MLflow is.
@@ -45,6 +49,30 @@ class TrackingConfig:
     def model_version_url(self, name: str, version: str) -> str | None:
         base = self.ui_base
         return f"{base}/#/models/{name}/versions/{version}" if base else None
+
+    def check_reachable(self, timeout: float = 10.0) -> None:
+        """Fail within ``timeout`` seconds when an ``http(s)`` tracking server does not answer.
+
+        MLflow's client retries a dead server for minutes before it gives up; a task asks this
+        first so that it fails at once, naming the server (Airflow's retries still apply). Any
+        HTTP answer counts as reachable: authentication and the rest are MLflow's to judge.
+        """
+        import urllib.error
+        import urllib.request
+
+        uri = self.tracking_uri
+        if not uri.startswith(("http://", "https://")):
+            return
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+                return
+        except urllib.error.HTTPError:
+            return
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise MLflowUnreachable(
+                f"cannot reach MLflow at {uri} within {timeout:g} s: {reason}"
+            ) from exc
 
     @contextmanager
     def activate(self) -> Iterator[None]:

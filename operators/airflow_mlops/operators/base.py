@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from airflow_mlops.core.tracking import TrackingConfig
 
 T = TypeVar("T")
+# How long a task waits for MLflow's /health before failing the try.
+MLFLOW_CHECK_SECONDS = float(os.environ.get("MLOPS_MLFLOW_CHECK_SECONDS", "10"))
 
 # An upstream task's result: the dict itself, or (when building a DAG) the upstream operator's
 # ``.output``, which Airflow resolves to the dict before ``execute()`` runs.
@@ -56,9 +58,16 @@ class MLOpsBaseOperator(BaseOperator):
             raise AirflowFailException(str(exc)) from exc
 
     def tracking(self) -> TrackingConfig:
+        """MLflow from the connection, checked once per task: a server that does not answer
+        fails the try within seconds, naming it, instead of after the client's minutes of
+        retries (the task's own retries still apply)."""
         from airflow_mlops.hooks.mlflow import MLflowHook
 
-        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id).config
+        config = MLflowHook(mlflow_conn_id=self.mlflow_conn_id).config
+        if getattr(self, "_mlflow_checked", None) != config.tracking_uri:
+            config.check_reachable(timeout=MLFLOW_CHECK_SECONDS)
+            self._mlflow_checked = config.tracking_uri
+        return config
 
     def run_folder(self, config: ModelConfig, context: Any) -> str:
         from airflow_mlops.core.steps import run_dir
@@ -72,15 +81,11 @@ class MLOpsBaseOperator(BaseOperator):
         """Run a core step; errors that a retry cannot fix (bad data, a failed gate) fail the
         task at once instead of burning its retries."""
         from airflow_mlops.core.config import ConfigError
+        from airflow_mlops.core.data import DataError
         from airflow_mlops.core.steps import GateFailed
+        from airflow_mlops.core.training import TrainingError
 
-        permanent: tuple[type[BaseException], ...] = (GateFailed, ConfigError)
-        try:
-            from airflow_mlops.core.data import DataError
-
-            permanent += (DataError,)
-        except ImportError:  # pragma: no cover - data module always ships
-            pass
+        permanent = (GateFailed, ConfigError, DataError, TrainingError)
         try:
             return func(*args, **kwargs)
         except permanent as exc:

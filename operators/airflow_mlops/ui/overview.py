@@ -209,15 +209,12 @@ def version_view(
 
 def _check_reachable(tracking: TrackingConfig, timeout: float) -> None:
     """Fail in ``timeout`` seconds, not after MLflow's minutes of retries, when it is down."""
-    uri = tracking.tracking_uri
-    if not uri.startswith(("http://", "https://")):
-        return
-    import httpx
+    from airflow_mlops.core.tracking import MLflowUnreachable
 
     try:
-        httpx.get(f"{uri.rstrip('/')}/health", timeout=timeout)
-    except httpx.HTTPError as exc:
-        raise UIError(f"cannot reach MLflow at {uri} within {timeout:g} s: {exc}") from exc
+        tracking.check_reachable(timeout)
+    except MLflowUnreachable as exc:
+        raise UIError(str(exc)) from exc
 
 
 def _shown(
