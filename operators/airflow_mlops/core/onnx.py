@@ -236,6 +236,36 @@ def _lightgbm_with_float32_thresholds(model: Any) -> Any:
     return adjusted
 
 
+def _hist_gradient_boosting_with_float32_thresholds(pipeline: Any) -> Any:
+    """The pipeline with a copy of its HistGradientBoostingClassifier whose split thresholds
+    are float32 values (the same rounding down as for LightGBM, same reason).
+
+    HistGradientBoosting puts a split halfway between two training values; with little data a
+    value that scoring data holds can be exactly that midpoint (a feature in steps of 0.1 whose
+    6.5 never appeared in 2,400 training rows: split at 6.5). Rounded to the nearest float32 the
+    threshold went up to the input's own float32 value, which then went left in ONNX and right
+    natively (|dp| 2e-3). Other pipelines are returned as they are.
+    """
+    import copy
+
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    if not hasattr(pipeline, "steps"):
+        return pipeline
+    name, model = pipeline.steps[-1]
+    if not isinstance(model, HistGradientBoostingClassifier):
+        return pipeline
+    adjusted = copy.deepcopy(model)
+    for iteration in adjusted._predictors:
+        for predictor in iteration:
+            nodes = predictor.nodes
+            split = nodes["is_leaf"] == 0
+            nodes["num_threshold"][split] = _round_down_to_float32(nodes["num_threshold"][split])
+    out = copy.copy(pipeline)
+    out.steps = [*pipeline.steps[:-1], (name, adjusted)]
+    return out
+
+
 def _convert_lightgbm(scope: Any, operator: Any, container: Any) -> None:
     from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
 
@@ -360,6 +390,7 @@ def convert_to_onnx(pipeline: Any, config: ModelConfig) -> bytes:
     from skl2onnx import convert_sklearn
 
     _register_converters()
+    pipeline = _hist_gradient_boosting_with_float32_thresholds(pipeline)
     final_name, final = _check_convertible(pipeline)
     opset = config.onnx.target_opset
     try:

@@ -269,3 +269,36 @@ def test_lightgbm_threshold_rounding_keeps_native_predictions(frames):
         ]
     )
     assert np.array_equal(thresholds, thresholds.astype(np.float32).astype(np.float64))
+
+
+def test_hist_gradient_boosting_keeps_parity_on_small_demo_data():
+    # 3,000 demo rows (seed 0): a split landed exactly on a value holdout rows hold, and the
+    # nearest-float32 threshold sent them the other way in ONNX (|dp| 2e-3 before the fix).
+    from airflow_mlops.core.config import load_config
+    from airflow_mlops.core.data import split_indices
+    from airflow_mlops.core.demo_data import generate
+    from tests.conftest import REPO
+
+    config = load_config(REPO / "dags" / "configs" / "demo_churn.yaml")
+    frame = generate(3_000, seed=0)
+    spec = config.data
+    rows, held = split_indices(frame[spec.target].to_numpy(), spec.holdout_fraction, spec.seed)
+    train, holdout = frame.iloc[rows], frame.iloc[held]
+    pipeline = build_pipeline(config).fit(train, train[config.data.target])
+    result = check_parity(pipeline, convert_to_onnx(pipeline, config), holdout, config)
+    assert result.max_abs_diff < TOLERANCE, result.message
+    assert result.label_disagreements == 0
+
+
+def test_hist_gradient_boosting_rounding_keeps_native_predictions(frames):
+    from airflow_mlops.core.onnx import _hist_gradient_boosting_with_float32_thresholds
+
+    estimator, params = ESTIMATORS["hgb"]
+    pipeline = build_pipeline(make_config(estimator, params)).fit(frames[0], frames[0]["churn"])
+    adjusted = _hist_gradient_boosting_with_float32_thresholds(pipeline)
+    assert adjusted is not pipeline and adjusted.steps[-1][1] is not pipeline.steps[-1][1]
+    assert np.array_equal(pipeline.predict_proba(frames[1]), adjusted.predict_proba(frames[1]))
+    for iteration in adjusted.steps[-1][1]._predictors:
+        for predictor in iteration:
+            t = predictor.nodes["num_threshold"][predictor.nodes["is_leaf"] == 0]
+            assert np.array_equal(t, t.astype(np.float32).astype(np.float64))
