@@ -116,10 +116,13 @@ def _log_pyfunc(config, onnx_path: str, classes: list, store: Path, pipeline) ->
     import mlflow
 
     from airflow_mlops.core import registry
+    from airflow_mlops.core.tracking import TrackingConfig
 
-    mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
-    mlflow.set_experiment("bench")
-    with mlflow.start_run() as run:
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    # Its artifacts beside the database, not in ./mlruns of wherever the bench runs.
+    experiment_id = TrackingConfig(uri).experiment_id("bench")
+    with mlflow.start_run(experiment_id=experiment_id) as run:
         # What a user without our ONNX pyfunc would log: the sklearn flavor, probabilities.
         # Logged as registry.register_model does (skops, the pipeline's own types trusted).
         from skops.io import dumps, get_untrusted_types

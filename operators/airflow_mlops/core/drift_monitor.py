@@ -328,9 +328,9 @@ def record(
             fh, indent=2, default=str,
         )  # fmt: skip
     with tracking.activate():
-        experiment = mlflow.set_experiment(f"{config.name}-monitoring")
+        experiment_id = tracking.experiment_id(f"{config.name}-monitoring")
         run_name = f"drift-v{version.version}-{window.key}"[:250]
-        with mlflow.start_run(experiment_id=experiment.experiment_id, run_name=run_name) as run:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
             mlflow.set_tags(
                 {
                     "mlops.model.name": config.name,
@@ -350,7 +350,7 @@ def record(
     summary["report_uri"] = f"runs:/{run_id}/drift/report.html" if has_report else None
     summary["summary_uri"] = f"runs:/{run_id}/drift/summary.json"
     summary["run_id"] = run_id
-    summary["run_url"] = tracking.run_url(experiment.experiment_id, run_id)
+    summary["run_url"] = tracking.run_url(experiment_id, run_id)
     registry.set_version_tags(
         tracking,
         config.name,

@@ -190,8 +190,8 @@ def register_model(
 
     client = tracking.client()
     with tracking.activate():
-        experiment = mlflow.set_experiment(config.experiment_name)
-        with mlflow.start_run(experiment_id=experiment.experiment_id, run_name=run_name) as run:
+        experiment_id = tracking.experiment_id(config.experiment_name)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
             mlflow.set_tags(tags)
             mlflow.log_params({k: tag_value(v)[:500] for k, v in params.items()})
             mlflow.log_metrics({f"holdout_{k}": float(v) for k, v in metrics.items()})
@@ -245,7 +245,7 @@ def register_model(
         **{
             **asdict(result),
             "aliases": tuple(result.aliases),
-            "run_url": tracking.run_url(experiment.experiment_id, run.info.run_id),
+            "run_url": tracking.run_url(experiment_id, run.info.run_id),
         }
     )
 

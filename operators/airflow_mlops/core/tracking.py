@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -73,6 +74,41 @@ class TrackingConfig:
             raise MLflowUnreachable(
                 f"cannot reach MLflow at {uri} within {timeout:g} s: {reason}"
             ) from exc
+
+    def artifact_root(self) -> str | None:
+        """Where new experiments keep artifacts when MLflow is a database, not a server.
+
+        A tracking server decides that itself, and a ``file:`` store keeps them inside its
+        folder; a database URI used directly would put them in ``./mlruns`` of whatever
+        directory the worker runs in. ``sqlite:///dir/mlflow.db`` gets ``dir/mlruns``; other
+        databases ``$MLOPS_HOME/mlruns``.
+        """
+        uri = self.tracking_uri
+        if uri.startswith(("http://", "https://", "databricks")) or "://" not in uri:
+            return None
+        if uri.startswith("file:"):
+            return None
+        if uri.startswith("sqlite:///"):
+            path = uri.removeprefix("sqlite:///")
+            return Path(path).resolve().parent.joinpath("mlruns").as_uri()
+        home = os.environ.get("MLOPS_HOME", ".mlops")
+        return Path(home).resolve().joinpath("mlruns").as_uri()
+
+    def experiment_id(self, name: str) -> str:
+        """The id of experiment ``name``, created if missing (with :meth:`artifact_root`)."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.client()
+        found = client.get_experiment_by_name(name)
+        if found is not None:
+            return str(found.experiment_id)
+        try:
+            return str(client.create_experiment(name, artifact_location=self.artifact_root()))
+        except MlflowException:  # created meanwhile by a parallel task
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return str(found.experiment_id)
 
     @contextmanager
     def activate(self) -> Iterator[None]:

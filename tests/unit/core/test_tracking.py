@@ -24,3 +24,26 @@ def test_activate_restores_the_environment_children_inherit(monkeypatch):
 def test_client_names_its_registry_explicitly():
     client = TrackingConfig("http://127.0.0.1:9").client()
     assert client._registry_uri == "http://127.0.0.1:9"
+
+
+def test_experiments_on_a_database_keep_artifacts_beside_it_not_in_the_cwd(
+    tmp_path, monkeypatch
+) -> None:
+    cwd = tmp_path / "worker-cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    store = tmp_path / "store"
+    store.mkdir()
+    tracking = TrackingConfig(f"sqlite:///{store / 'mlflow.db'}")
+    assert tracking.artifact_root() == (store / "mlruns").as_uri()
+    first = tracking.experiment_id("churn")
+    assert tracking.experiment_id("churn") == first  # found, not created twice
+    experiment = tracking.client().get_experiment(first)
+    assert experiment.artifact_location == (store / "mlruns").as_uri()
+    assert not (cwd / "mlruns").exists()
+
+
+def test_servers_and_file_stores_choose_their_own_artifact_root() -> None:
+    assert TrackingConfig("http://127.0.0.1:5000").artifact_root() is None
+    assert TrackingConfig("file:///tmp/mlruns").artifact_root() is None
+    assert TrackingConfig("/tmp/mlruns").artifact_root() is None
