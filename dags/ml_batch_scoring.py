@@ -71,7 +71,8 @@ def scoring_dag(
     input_base = spec.input_base(config.name)
     output_base = spec.output_base(config.name)
     common: dict[str, Any] = {"config": config_file, "mlflow_conn_id": mlflow_conn_id}
-    schedule: Any = None
+    # ``scoring.schedule: null`` keeps the incoming-data Asset: new data still starts a run.
+    schedule: Any = [incoming_asset(config.name)]
     if spec.schedule:
         schedule = AssetOrTimeSchedule(
             timetable=CronTriggerTimetable(spec.schedule, timezone="UTC"),

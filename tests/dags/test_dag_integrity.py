@@ -120,3 +120,25 @@ def test_approval_gate_sits_between_profile_and_promote_only_when_enabled(tmp_pa
     approve = gated.get_task("approve")
     assert approve.upstream_task_ids >= {"profile"}
     assert "approve" in gated.get_task("promote").upstream_task_ids
+
+
+@pytest.mark.parametrize("cron", ["@daily", None])
+def test_scoring_dag_runs_on_incoming_data_with_or_without_a_cron(tmp_path, cron):
+    import importlib.util
+
+    import yaml
+
+    spec = importlib.util.spec_from_file_location(
+        "scoring_dag_file", REPO / "dags" / "ml_batch_scoring.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    raw = yaml.safe_load((REPO / "dags" / "configs" / "demo_churn.yaml").read_text())
+    raw["scoring"] = {"schedule": cron}
+    path = tmp_path / "scoring.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    dag = module.scoring_dag(str(path), dag_id=f"t_scoring_{cron or 'none'}".replace("@", ""))
+    uris = [a.uri for a in dag.timetable.asset_condition.objects]
+    assert uris == ["mlops://data/demo_churn/incoming"]
+    kind = type(dag.timetable).__name__
+    assert kind == ("AssetOrTimeSchedule" if cron else "AssetTriggeredTimetable"), kind
