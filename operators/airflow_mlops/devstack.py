@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,43 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def ensure_port_free(port: int, what: str, flag: str) -> None:
+    """Refuse to start ``what`` on a port something already answers on (an earlier stack, say):
+    its health check would pass against the other server, or wait out its whole timeout."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        taken = sock.connect_ex(("127.0.0.1", port)) == 0
+    if taken:
+        raise RuntimeError(
+            f"cannot start {what}: 127.0.0.1:{port} is already in use (another {what}?). "
+            f"Stop it, or choose another port with {flag}"
+        )
+
+
+def _wait_healthy(
+    process: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    timeout: float,
+    what: str,
+    log: Path,
+) -> None:
+    """Poll ``ready()`` until it is true; stop ``process`` when it exits, times out, or the wait
+    is interrupted (Ctrl-C during start-up must not leave it running)."""
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{what} exited with {process.returncode}; log: {log}")
+            if ready():
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} not ready within {timeout:.0f}s; log: {log}")
+            time.sleep(0.5)
+    except BaseException:
+        stop_group(process, grace=15)
+        raise
 
 
 def stop_group(process: subprocess.Popen[bytes] | None, grace: float) -> None:
@@ -74,6 +112,7 @@ class MLflowServer:
         return f"sqlite:///{self.root / 'mlflow.db'}"
 
     def start(self, timeout: float = 120.0) -> MLflowServer:
+        ensure_port_free(self.port, "mlflow server", "--mlflow-port")
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "artifacts").mkdir(exist_ok=True)
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -98,21 +137,17 @@ class MLflowServer:
             env=env,
             start_new_session=True,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"mlflow server exited with {self.process.returncode}; "
-                    f"log: {self.root / f'server-{self.port}.log'}"
-                )
+
+        def ready() -> bool:
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        return self
+                    return bool(resp.status == 200)
             except OSError:
-                time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"mlflow server did not answer on {self.url} within {timeout:.0f}s")
+                return False
+
+        log_path = self.root / f"server-{self.port}.log"
+        _wait_healthy(self.process, ready, timeout, f"mlflow server on {self.url}", log_path)
+        return self
 
     def stop(self) -> None:
         """Stop the server and its workers (its own process group only)."""
@@ -207,6 +242,7 @@ class AirflowStandalone:
         }
         if self.open_access:
             env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] = "True"
+        ensure_port_free(self.port, "airflow api-server", "--airflow-port")
         Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives with the process
         self.process = subprocess.Popen(
@@ -216,20 +252,18 @@ class AirflowStandalone:
             env=env,
             start_new_session=True,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"airflow standalone exited; log: {self.log_path}")
+
+        def ready() -> bool:
             try:
                 with urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=2) as r:
                     health = json.loads(r.read())
-                if health.get("scheduler", {}).get("status") == "healthy":
-                    return self
             except (OSError, ValueError):
-                pass
-            time.sleep(1)
-        self.stop()
-        raise RuntimeError(f"airflow standalone not healthy within {timeout:.0f}s: {self.log_path}")
+                return False
+            return bool(health.get("scheduler", {}).get("status") == "healthy")
+
+        what = f"airflow standalone on {self.url} (scheduler healthy)"
+        _wait_healthy(self.process, ready, timeout, what, self.log_path)
+        return self
 
     def api(self, method: str, path: str, body: dict | None = None) -> dict:
         """Call the REST API (``/api/v2/...``); open access only."""
