@@ -34,7 +34,7 @@ def _seconds(start: str, end: str) -> float:
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
-def write_config(home: Path) -> Path:
+def write_config(home: Path, threads: int | None) -> Path:
     raw = yaml.safe_load((REPO / "dags" / "configs" / "demo_churn.yaml").read_text())
     raw["name"] = "scale_churn"
     raw["data"]["uri"] = str(home / "data" / "train.parquet")
@@ -46,6 +46,7 @@ def write_config(home: Path) -> Path:
         "output_uri": str(home / "scored"),
         "monitoring_dir": str(home / "monitoring"),
         "schedule": None,
+        "threads": threads,
     }
     path = home / "scale_churn.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -131,6 +132,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=4_000_000)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="scoring.threads per task (default: the cores)"
+    )
     args = parser.parse_args()
 
     from airflow_mlops import devstack
@@ -141,7 +145,7 @@ def main() -> int:
 
     home = Path(tempfile.mkdtemp(prefix="mlops-scaleout-"))
     try:
-        config_path = write_config(home)
+        config_path = write_config(home, args.threads)
         days = lay_out_days(home, args.rows)
         dags = home / "dags"
         dags.mkdir()
@@ -184,8 +188,10 @@ def main() -> int:
         shutil.rmtree(home, ignore_errors=True)
 
     load = os.getloadavg()
-    print(f"## Scale-out: {args.rows:,} rows scored as 1, 2, 4 mapped tasks "
-          f"({os.cpu_count()} cores, load {load[0]:.1f}, median of {args.repeats})\n")  # fmt: skip
+    threads = args.threads or "all cores"
+    print(f"## Scale-out: {args.rows:,} rows scored as 1, 2, 4 mapped tasks, ORT threads per "
+          f"task: {threads} ({os.cpu_count()} cores, load {load[0]:.1f}, "
+          f"median of {args.repeats})\n")  # fmt: skip
     print("| mapped tasks | rows per task | score phase s (first start → last end) | rows/s | "
           "x one task | mean task s | whole run s |")  # fmt: skip
     print("|---|---|---|---|---|---|---|")
