@@ -97,3 +97,29 @@ def champion(mlflow_server: str, mlops_home: Path, demo_config_path: Path) -> di
         "data": data,
         "prepared": prepared,
     }
+
+
+def register_copies(champion: dict, name: str, count: int, out: str) -> list[str]:
+    """Register ``count`` versions of ``name`` from the champion fixture's data and config
+    (one fitted pipeline, so every version answers alike); returns their version numbers."""
+    from dataclasses import replace
+
+    from airflow_mlops.core import steps
+
+    config = replace(champion["config"], name=name)
+    prepared = champion["prepared"]
+    trained = steps.train(config, prepared, out)
+    converted = steps.convert(config, prepared, trained, out)
+    return [
+        steps.register(
+            champion["tracking"],
+            config,
+            prepared=prepared,
+            validation=None,
+            trained=trained,
+            evaluation=None,
+            converted=converted,
+            airflow={"dag_id": f"pytest-{name}"},
+        )["version"]
+        for _ in range(count)
+    ]

@@ -122,6 +122,15 @@ def test_drift_event_only_after_two_consecutive_drifting_windows(monitored):
     assert [h["s"] for h in history[-3:]] == ["no_drift", "drift", "drift"]
     assert history[-1]["c"] == 1
 
+    # The same window again (a cleared task, a re-run): still drift, but no second event.
+    again = _dag().test(run_conf={"day": DAYS[2]})
+    assert _check_state(again) == "skipped"
+    assert len(_events()) == before + 1
+    tags = registry.get_version(tracking, "fixture_churn", "champion").tags
+    history = json.loads(tags["mlops.drift.history"])
+    assert [h["w"] for h in history].count(f"date={DAYS[2]}") == 1
+    assert history[-1]["c"] == 1 and tags["mlops.drift.consecutive"] == "0"
+
     run = tracking.client().get_run(extra["run_id"])
     assert run.data.tags["mlops.drift.status"] == "drift"
     files = {f.path for f in tracking.client().list_artifacts(extra["run_id"], "drift")}

@@ -32,28 +32,13 @@ def rollout_setup(champion, airflow_db, mlflow_server, mlops_home, tmp_path_fact
     """v1 champion and v2 candidate of ``MODEL``; a config whose rollout is local and quick."""
     import yaml
 
-    from airflow_mlops.core import registry, steps
+    from airflow_mlops.core import registry
     from airflow_mlops.devstack import free_port
+    from tests.conftest import register_copies
 
     config = replace(champion["config"], name=MODEL)
     tracking = champion["tracking"]
-    out = str(mlops_home / "work" / "dagroll-fixture")
-    prepared = champion["prepared"]
-    trained = steps.train(config, prepared, out)
-    converted = steps.convert(config, prepared, trained, out)
-    versions = [
-        steps.register(
-            tracking,
-            config,
-            prepared=prepared,
-            validation=None,
-            trained=trained,
-            evaluation=None,
-            converted=converted,
-            airflow={"dag_id": "pytest-dagroll"},
-        )["version"]
-        for _ in range(2)
-    ]
+    versions = register_copies(champion, MODEL, 2, str(mlops_home / "work" / "dagroll-fixture"))
     registry.promote(tracking, MODEL, versions[0], "champion")
     registry.promote(tracking, MODEL, versions[1], "candidate")
 

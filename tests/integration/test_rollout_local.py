@@ -9,7 +9,6 @@ in its model folder) and is rolled back.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import pytest
 
@@ -23,30 +22,13 @@ MODEL = "fixture_churn_rollout"
 @pytest.fixture(scope="module")
 def versions(champion, mlops_home):
     """v1 (champion), v2 and v3 of ``fixture_churn_rollout``; the same fitted pipeline."""
-    from airflow_mlops.core import steps
+    from airflow_mlops.core import registry
+    from tests.conftest import register_copies
 
-    config = replace(champion["config"], name=MODEL)
     tracking = champion["tracking"]
-    out = str(mlops_home / "work" / "rollout-fixture")
-    prepared = champion["prepared"]
-    trained = steps.train(config, prepared, out)
-    converted = steps.convert(config, prepared, trained, out)
-    registered = []
-    for _ in range(3):
-        registered.append(
-            steps.register(
-                tracking,
-                config,
-                prepared=prepared,
-                validation=None,
-                trained=trained,
-                evaluation=None,
-                converted=converted,
-                airflow={"dag_id": "pytest-rollout"},
-            )
-        )
-    steps.promote(tracking, config, registered[0], None)
-    return {"tracking": tracking, "versions": [r["version"] for r in registered]}
+    versions = register_copies(champion, MODEL, 3, str(mlops_home / "work" / "rollout-fixture"))
+    registry.promote(tracking, MODEL, versions[0], "champion")
+    return {"tracking": tracking, "versions": versions}
 
 
 def _policy(tmp_path, **overrides):

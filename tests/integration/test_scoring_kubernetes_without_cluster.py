@@ -197,14 +197,18 @@ def planned(stack):
 def test_the_dag_plans_pods_of_the_pinned_version_up_to_the_cluster_boundary(stack, planned):
     from kubernetes.client import ApiClient
 
-    from airflow_mlops.core.scoring_pod import DEFAULT_RESOURCES
+    from airflow_mlops.core import registry
+    from airflow_mlops.core.scoring_pod import KubernetesScoringSpec, pod_resources
 
     plan, version = planned["plan"], stack["version"]
     assert len(plan) == 2
+    # Whatever the version's tags hold when this runs (another test may have profiled it):
+    # the profile's figures, else the defaults, then the memory floor.
+    tags = registry.get_version(stack["champion"]["tracking"], "fixture_churn", version).tags
+    expected = pod_resources(KubernetesScoringSpec(), tags)
     for i, pod_plan in enumerate(plan):
         assert pod_plan["image"] == f"mlops/fixture_churn:{version}"  # packaging's tag
-        # The fixture version has no profiling tags: defaults (above the memory floor).
-        assert pod_plan["container_resources"] == DEFAULT_RESOURCES
+        assert pod_plan["container_resources"] == expected
         args = pod_plan["arguments"]
         assert args[args.index("--input") + 1] == str(stack["day"] / f"part-{i}.parquet")
         assert args[args.index("--expect-version") + 1] == version

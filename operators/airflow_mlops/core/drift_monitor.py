@@ -303,9 +303,14 @@ def record(
     from airflow_mlops.core import registry
 
     history = _history(version.tags.get(f"{TAG}history"))
+    # A window checked again (a cleared task, a re-run) replaces its entry. If it had already
+    # confirmed drift and still drifts, it stays confirmed but is not news: no second event,
+    # so no second retraining for the same data.
+    before = [h for h in history if h.get("w") == window.key]
     history = [h for h in history if h.get("w") != window.key]
     streak = _streak(history) + (1 if result.status == "drift" else 0)
     confirmed = result.status == "drift" and streak >= policy.consecutive_windows
+    already = confirmed and any(h.get("c") for h in before)
     history.append({"w": window.key, "s": result.status, "c": int(confirmed)})
     history = _fit(history[-_HISTORY:])
     summary = {
@@ -313,7 +318,8 @@ def record(
         "version": version.version,
         "window": window.key,
         "status": result.status,
-        "confirmed": confirmed,
+        "confirmed": confirmed and not already,
+        "already_confirmed": already,
         "consecutive": streak,
         "consecutive_required": policy.consecutive_windows,
         "drifted_columns": result.drifted_columns,

@@ -106,6 +106,11 @@ class DriftCheckOperator(MLOpsBaseOperator):
 
 
 def _not_confirmed(summary: dict[str, Any]) -> str:
+    if summary.get("already_confirmed"):
+        return (
+            f"window {summary['window']} had already confirmed drift for v{summary['version']}: "
+            "no second event (its retraining was already started)"
+        )
     if summary["status"] == "drift":
         return (
             f"drift in {summary['consecutive']} of {summary['consecutive_required']} "

@@ -12,7 +12,6 @@ from airflow_mlops.core.model_ref import (
     resolve_model,
     resolve_version,
 )
-from tests.unit.core.test_scoring import onnx_model  # noqa: F401  (fixture)
 
 
 def test_parse_reference_forms(tmp_path):
@@ -27,7 +26,7 @@ def test_parse_reference_forms(tmp_path):
         parse_reference("champion")
 
 
-def test_local_file_features_and_classes_come_from_the_graph(onnx_model):  # noqa: F811
+def test_local_file_features_and_classes_come_from_the_graph(onnx_model):
     from airflow_mlops.core.demo_data import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
     model = resolve_model(onnx_model)
@@ -38,7 +37,7 @@ def test_local_file_features_and_classes_come_from_the_graph(onnx_model):  # noq
     assert resolve_model(onnx_model, name="x").version == model.version  # content hash
 
 
-def test_local_folder_is_searched_for_its_onnx_file(onnx_model, tmp_path):  # noqa: F811
+def test_local_folder_is_searched_for_its_onnx_file(onnx_model, tmp_path):
     shutil.copy(onnx_model, tmp_path / "model.onnx")
     model = resolve_model(str(tmp_path), name="demo")
     assert model.onnx_path == str(tmp_path / "model.onnx") and model.name == "demo"

@@ -281,28 +281,6 @@ def test_results_of_both_runners_normalize_to_score_results():
 
 
 @pytest.fixture(scope="module")
-def onnx_model(tmp_path_factory) -> str:
-    """A logistic regression on 3k demo rows, converted with the project's own converter."""
-    from airflow_mlops.core.config import load_config
-    from airflow_mlops.core.demo_data import generate
-    from airflow_mlops.core.onnx import convert_to_onnx
-    from airflow_mlops.core.training import build_pipeline
-
-    config = load_config(REPO / "dags" / "configs" / "demo_churn.yaml")
-    config = replace(
-        config,
-        training=replace(
-            config.training, estimator="sklearn.linear_model.LogisticRegression", params={}
-        ),
-    )
-    frame = generate(3_000, seed=0)
-    pipeline = build_pipeline(config).fit(frame[list(config.data.features)], frame["churned"])
-    path = tmp_path_factory.mktemp("model") / "churn.onnx"
-    path.write_bytes(convert_to_onnx(pipeline, config))
-    return str(path)
-
-
-@pytest.fixture(scope="module")
 def model_folder(onnx_model, tmp_path_factory) -> Path:
     """The model folder packaging bakes into the image, for version 7."""
     from airflow_mlops.core.model_ref import resolve_model
