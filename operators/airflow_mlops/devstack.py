@@ -170,6 +170,9 @@ def airflow_env(home: Path, mlflow_url: str) -> dict[str, str]:
         "PATH": path,
         "MLOPS_HOME": str(home),
         "AIRFLOW_HOME": str(home / "airflow"),
+        # Explicit, so a copied or moved home uses its own database, not the path that the
+        # airflow.cfg written at its first start still names.
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow' / 'airflow.db'}",
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",

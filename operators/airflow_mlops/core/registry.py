@@ -68,8 +68,10 @@ class PromotionResult:
 
     @property
     def message(self) -> str:
-        before = f"(was v{self.previous_version})" if self.previous_version else "(first champion)"
-        return f"{self.name} v{self.version} is now @{self.alias} {before}"
+        if self.previous_version == self.version:
+            return f"{self.name} v{self.version} already was @{self.alias}"
+        before = f"was v{self.previous_version}" if self.previous_version else "first to hold it"
+        return f"{self.name} v{self.version} is now @{self.alias} ({before})"
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "message": self.message}

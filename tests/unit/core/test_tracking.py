@@ -47,3 +47,16 @@ def test_servers_and_file_stores_choose_their_own_artifact_root() -> None:
     assert TrackingConfig("http://127.0.0.1:5000").artifact_root() is None
     assert TrackingConfig("file:///tmp/mlruns").artifact_root() is None
     assert TrackingConfig("/tmp/mlruns").artifact_root() is None
+
+
+def test_promotion_messages_say_what_changed() -> None:
+    from airflow_mlops.core.registry import PromotionResult
+
+    moved = PromotionResult("churn", "3", "champion", "2")
+    assert moved.message == "churn v3 is now @champion (was v2)"
+    assert PromotionResult("churn", "1", "candidate", None).message == (
+        "churn v1 is now @candidate (first to hold it)"
+    )
+    assert PromotionResult("churn", "2", "champion", "2").message == (
+        "churn v2 already was @champion"
+    )
