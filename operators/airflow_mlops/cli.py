@@ -52,14 +52,47 @@ def stack(args: argparse.Namespace) -> int:
             _say(f"MLflow UI:  {server.url}")
             _say(f"starting airflow standalone (log {home / 'airflow'}/standalone-*.log) ...")
             airflow = devstack.AirflowStandalone(env, port=args.airflow_port, unpause_new=False)
-            with airflow:
-                _say(f"Airflow UI: {airflow.url}  login: admin / {creds.get('admin')}")
-                _say("DAGs start paused: enable them in the UI. Ctrl-C stops both.")
-                assert airflow.process is not None
-                return airflow.process.wait()
+            try:
+                with airflow:
+                    _say(f"Airflow UI: {airflow.url}  login: admin / {creds.get('admin')}")
+                    _say("DAGs start paused: enable them in the UI. Ctrl-C stops both.")
+                    assert airflow.process is not None
+                    return airflow.process.wait()
+            finally:
+                # ml_rollout's local endpoints outlive their tasks on purpose, not the stack.
+                _stop_rollout_servers(server.url)
     except KeyboardInterrupt:
         _say("stopped")
         return 0
+
+
+def _stop_rollout_servers(tracking_uri: str) -> list[str]:
+    from airflow_mlops.core.rollout.local import stop_recorded_servers
+    from airflow_mlops.core.tracking import TrackingConfig
+
+    stopped = stop_recorded_servers(TrackingConfig(tracking_uri))
+    for model in stopped:
+        _say(f"stopped the local scoring server of {model}")
+    return stopped
+
+
+def serve_stop(args: argparse.Namespace) -> int:
+    """Stop the local scoring servers ``ml_rollout`` left running under ``$MLOPS_HOME/rollout``
+    and clear their versions' ``mlops.deployed.local`` records."""
+    from airflow_mlops.core.tracking import MLflowUnreachable, TrackingConfig
+
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        _say("serve-stop: give --tracking-uri or set MLFLOW_TRACKING_URI (the records live there)")
+        return 2
+    try:
+        TrackingConfig(uri).check_reachable()
+    except MLflowUnreachable as exc:
+        _say(f"serve-stop: {exc}; nothing stopped (the records could not be cleared)")
+        return 2
+    if not _stop_rollout_servers(uri):
+        _say("no local scoring server was running")
+    return 0
 
 
 def demo_data(args: argparse.Namespace) -> int:
@@ -170,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shift", type=float, default=0.0, help="drift knob: 0 = reference")
     p.set_defaults(func=demo_data)
     _score_parser(sub)
+    p = sub.add_parser("serve-stop", help="stop the local scoring servers ml_rollout started")
+    p.add_argument("--tracking-uri", default=None, help="MLflow (default $MLFLOW_TRACKING_URI)")
+    p.set_defaults(func=serve_stop)
     sub.add_parser(
         "serve",
         help="the ONNX scoring server (options: airflow-mlops serve --help)",

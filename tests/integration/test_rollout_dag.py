@@ -58,7 +58,7 @@ def rollout_setup(champion, airflow_db, mlflow_server, mlops_home, tmp_path_fact
         "max_p99_ms": 1000,
         "min_agreement": 0.9,
         "shadow_share": 0.5,
-        "local": {"work_dir": str(work), "port": port},
+        "local": {"work_dir": str(work / MODEL), "port": port},
     }
     raw.pop("approval", None)
     path = work / f"{MODEL}.yaml"
@@ -82,7 +82,7 @@ def rollout_setup(champion, airflow_db, mlflow_server, mlops_home, tmp_path_fact
 
 
 def _stop_left_server(work) -> None:
-    state = work / "server.json"
+    state = work / MODEL / "server.json"
     if state.exists():
         pid = json.loads(state.read_text())["pid"]
         with contextlib.suppress(ProcessLookupError):
@@ -153,3 +153,17 @@ def test_rollout_dag_starts_the_champion_as_baseline_and_promotes_after_the_last
     assert live[v2][0].weight == 100 and live[v1] == []
     assert result["load"].failed == 0
     assert result["load"].versions.get(v1, 0) > 0 and result["load"].versions.get(v2, 0) > 0
+
+    # What the run left serving stops on request (`make airflow` does this on exit), and its
+    # versions stop counting as live.
+    from airflow_mlops.core.rollout.local import stop_recorded_servers
+
+    state = rollout_setup["work"] / MODEL / "server.json"
+    pid = json.loads(state.read_text())["pid"]
+    assert stop_recorded_servers(tracking, root=rollout_setup["work"]) == [MODEL]
+    assert not state.exists()
+    from airflow_mlops.core.rollout.local import _is_our_server
+
+    assert not _is_our_server(pid)
+    assert records.deployments(tracking, MODEL, v2) == []
+    assert stop_recorded_servers(tracking, root=rollout_setup["work"]) == []  # nothing left

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -185,21 +186,54 @@ class LocalTarget:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        try:
-            doc = self.routes()
-            served = sorted({str(v) for v in [*(doc.get("routes") or {}), *doc.get("loaded", [])]})
-        except Exception:  # a server that cannot answer serves nothing worth recording
-            served = []
+        served = self._served()
         proc.terminate()
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
-        self._url = self.spec.url
-        self.state_file.unlink(missing_ok=True)
+        self._forget(served)
+
+    def stop_recorded(self) -> bool:
+        """Stop the server an earlier task left running for this model (``server.json``).
+
+        What ``ml_rollout`` starts outlives its task on purpose; this is its way out (``make
+        airflow`` calls it on exit, ``airflow-mlops serve-stop`` on request). The pid is
+        signalled only while it still runs this package's server. Returns whether one stopped.
+        """
+        try:
+            state = json.loads(self.state_file.read_text())
+            pid = int(state["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        if not _is_our_server(pid):
+            self.state_file.unlink(missing_ok=True)
+            return False
+        self._url = self._url or state.get("url")
+        served = self._served()
+        os.killpg(pid, signal.SIGTERM)  # its own session: the server and nothing else
+        deadline = time.monotonic() + 15
+        while _is_our_server(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _is_our_server(pid):
+            os.killpg(pid, signal.SIGKILL)
+        self._forget(served)
+        log.info("stopped the scoring server of %s (pid %s)", self.model, pid)
+        return True
+
+    def _served(self) -> list[str]:
+        try:
+            doc = self.routes()
+        except Exception:  # a server that cannot answer serves nothing worth recording
+            return []
+        return sorted({str(v) for v in [*(doc.get("routes") or {}), *doc.get("loaded", [])]})
+
+    def _forget(self, served: list[str]) -> None:
         from airflow_mlops.core.rollout import records
 
+        self._url = self.spec.url
+        self.state_file.unlink(missing_ok=True)
         for version in served:
             records.clear(self.tracking, self.model, version, self.name)
 
@@ -272,6 +306,28 @@ class LocalTarget:
         # The server drops a version from routing when the table no longer names it; its
         # session stays loaded until restart (cheap: one ONNX session).
         log.info("v%s retired from %s", version, self.url)
+
+
+def _is_our_server(pid: int) -> bool:
+    """Whether ``pid`` still runs this package's scoring server (not a reused pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"airflow_mlops.serving" in cmdline
+
+
+def stop_recorded_servers(tracking: TrackingConfig, root: Path | None = None) -> list[str]:
+    """Stop every scoring server ``ml_rollout`` left running under ``root`` (default
+    ``$MLOPS_HOME/rollout``); returns the models whose server stopped."""
+    root = root or Path(os.environ.get("MLOPS_HOME", ".mlops")) / "rollout"
+    stopped = []
+    for state in sorted(root.glob("*/server.json")):
+        model = state.parent.name
+        target = LocalTarget(LocalSpec(work_dir=str(state.parent)), tracking, model)
+        if target.stop_recorded():
+            stopped.append(model)
+    return stopped
 
 
 def _message(text: str) -> str:
