@@ -97,7 +97,9 @@ def scoring_dag(
         @task
         def list_partitions() -> list[str]:
             from airflow_mlops.core.scoring_runs import list_partitions as listing
+            from airflow_mlops.hooks.storage import configure_object_storage
 
+            configure_object_storage()  # s3:// through aws_default, as the operators do
             day = _run_date(get_current_context())
             found = listing(input_base, day)
             print(f"{len(found)} partition(s) for {day} under {input_base}")

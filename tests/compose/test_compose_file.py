@@ -201,4 +201,7 @@ def test_mlflow_keeps_artifacts_in_the_bucket_minio_init_creates(services: dict)
     sql = (REPO / "docker" / "postgres-init.sql").read_text()
     assert f"CREATE DATABASE {database} OWNER mlflow" in sql
     for name, svc in _airflow_services(services).items():
-        assert svc["environment"]["AWS_ENDPOINT_URL"] == "http://minio:9000", name
+        conn = json.loads(svc["environment"]["AIRFLOW_CONN_AWS_DEFAULT"])
+        assert conn["conn_type"] == "aws", name
+        assert conn["extra"]["endpoint_url"] == "http://minio:9000", name
+        assert "AWS_ACCESS_KEY_ID" not in svc["environment"], name  # one source of credentials

@@ -564,3 +564,45 @@ def test_a_file_rewritten_by_another_client_is_read_afresh(s3: dict[str, str]) -
     )
     assert len(load_frame(uri)) == 700
     assert fingerprint(uri) == hashlib.sha256(newer.getvalue()).hexdigest()
+
+
+def test_credentials_and_endpoint_from_an_airflow_connection_alone(
+    s3: dict[str, str], flow: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No AWS_* variable in the task's environment: the ``aws_default`` connection serves."""
+    import fsspec.config
+    import s3fs
+
+    from airflow_mlops.core.demo_data import write_dataset
+
+    data = f"{BUCKET}/data/{FLOW}/conn-only/train.parquet"
+    write_dataset(data, rows=ROWS, seed=3)  # written with the environment's credentials
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(key)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": s3["AWS_ACCESS_KEY_ID"],
+                "password": s3["AWS_SECRET_ACCESS_KEY"],
+                "extra": {"endpoint_url": s3["endpoint"], "region_name": "us-east-1"},
+            }
+        ),
+    )
+    saved = {k: dict(v) for k, v in fsspec.config.conf.items()}
+    s3fs.S3FileSystem.clear_instance_cache()
+    try:
+        dag = _dag("ml_training.py", "ml_training").partial_subset(task_ids=["prepare"])
+        run = dag.test(run_conf={"data_uri": data})
+        (ti,) = run.get_task_instances()
+        assert str(ti.state) == "success"
+        prepared = ti.xcom_pull(task_ids="prepare")
+        assert prepared["data_uri"] == data
+        assert prepared["train_uri"].startswith(f"{BUCKET}/work/")
+        assert prepared["train_rows"] + prepared["holdout_rows"] == ROWS
+        assert fsspec.config.conf["s3"]["client_kwargs"]["endpoint_url"] == s3["endpoint"]
+    finally:
+        fsspec.config.conf.clear()
+        fsspec.config.conf.update(saved)
+        s3fs.S3FileSystem.clear_instance_cache()

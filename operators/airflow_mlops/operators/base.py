@@ -29,6 +29,9 @@ class MLOpsBaseOperator(BaseOperator):
     :param mlflow_conn_id: the ``mlflow`` connection (default ``mlflow_default``).
     :param work_dir: folder or URI shared by the run's tasks for intermediate files; defaults
         to the config's ``work_dir`` (templated).
+    :param storage_conn_id: an ``aws`` connection whose credentials (and ``extra.endpoint_url``)
+        serve every ``s3://`` URI the task opens; when it does not exist, the environment's
+        credentials apply (default ``aws_default``; ``None``: never look).
     """
 
     template_fields: Sequence[str] = ("config", "work_dir")
@@ -40,12 +43,20 @@ class MLOpsBaseOperator(BaseOperator):
         config: str | dict[str, Any],
         mlflow_conn_id: str = "mlflow_default",
         work_dir: str | None = None,
+        storage_conn_id: str | None = "aws_default",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.config = config
         self.mlflow_conn_id = mlflow_conn_id
         self.work_dir = work_dir
+        self.storage_conn_id = storage_conn_id
+
+    def pre_execute(self, context: Any) -> None:
+        from airflow_mlops.hooks.storage import configure_object_storage
+
+        super().pre_execute(context)
+        configure_object_storage(self.storage_conn_id)
 
     def model_config(self) -> ModelConfig:
         from airflow_mlops.core.config import ConfigError, config_from_dict, load_config

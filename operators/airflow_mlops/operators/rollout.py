@@ -37,6 +37,16 @@ class _RolloutOperator(MLOpsBaseOperator):
 
         return make_target(policy, self.tracking(), config.name, images=images)
 
+    def deployed(
+        self, context: Any, deployment: Result
+    ) -> tuple[ModelConfig, RolloutPolicy, Target]:
+        """Config, policy and the target holding ``deployment``'s canary; links the endpoint."""
+        config = self.model_config()
+        policy = self.policy(config)
+        target = self.target(config, policy, {deployment["canary"]: deployment["image"]})
+        RolloutEndpointLink.persist(context, _endpoint_url(target.endpoint))
+        return config, policy, target
+
 
 def _endpoint_url(endpoint: str) -> str | None:
     url = endpoint.split(" ")[0]
@@ -193,10 +203,7 @@ class ShiftTrafficOperator(_RolloutOperator):
 
         from airflow_mlops.core.rollout import runner
 
-        config = self.model_config()
-        policy = self.policy(config)
-        target = self.target(config, policy, {self.deployment["canary"]: self.deployment["image"]})
-        RolloutEndpointLink.persist(context, _endpoint_url(target.endpoint))
+        config, policy, target = self.deployed(context, self.deployment)
         try:
             step = runner.shift_step(
                 target,
@@ -229,10 +236,7 @@ class PromoteRolloutOperator(_RolloutOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops.core.rollout import runner
 
-        config = self.model_config()
-        policy = self.policy(config)
-        target = self.target(config, policy, {self.deployment["canary"]: self.deployment["image"]})
-        RolloutEndpointLink.persist(context, _endpoint_url(target.endpoint))
+        config, policy, target = self.deployed(context, self.deployment)
         out = runner.promote_rollout(
             target,
             policy,
