@@ -64,6 +64,9 @@ def stack(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _say("stopped")
         return 0
+    except RuntimeError as exc:  # a port in use, a server that would not start: its message
+        _say(f"airflow-mlops stack: {exc}")
+        return 1
 
 
 def _stop_rollout_servers(tracking_uri: str) -> list[str]:
