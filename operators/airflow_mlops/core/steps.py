@@ -31,10 +31,10 @@ def run_dir(work_dir: str, dag_id: str, run_id: str) -> str:
 
 
 def _write_json(uri: str, payload: dict[str, Any]) -> str:
-    import fsspec
+    from airflow_mlops.core.data import atomic_output
 
-    with fsspec.open(uri, "w") as fh:
-        json.dump(payload, fh, indent=2, default=str)
+    with atomic_output(uri) as fh:  # a retried task never reads half a file
+        fh.write(json.dumps(payload, indent=2, default=str).encode())
     return uri
 
 
@@ -163,9 +163,8 @@ def convert(
     config: ModelConfig, prepared: dict[str, Any], trained: dict[str, Any], out_dir: str
 ) -> dict[str, Any]:
     """Convert to ONNX, check parity on the holdout; :class:`GateFailed` past tolerance."""
-    import fsspec
 
-    from airflow_mlops.core.data import load_frame
+    from airflow_mlops.core.data import atomic_output, load_frame
     from airflow_mlops.core.onnx import check_parity, convert_to_onnx
     from airflow_mlops.core.training import load_pipeline
 
@@ -178,7 +177,7 @@ def convert(
     if not parity.passed:
         raise GateFailed(f"ONNX parity gate failed: {parity.message}")
     onnx_uri = f"{out_dir}/model.onnx"
-    with fsspec.open(onnx_uri, "wb") as fh:
+    with atomic_output(onnx_uri) as fh:
         fh.write(onnx_bytes)
     return ConversionResult(
         onnx_uri=onnx_uri,
