@@ -300,7 +300,8 @@ class ProfileReport:
 def _session(path: str, threads: int) -> Any:
     from airflow_mlops.core.onnx import load_session
 
-    return load_session(path, threads=threads)
+    # As the scoring server runs its sessions (spinning threads): the figures size serving.
+    return load_session(path, threads=threads, spinning=True)
 
 
 def _percentile_ms(samples_ns: np.ndarray, q: float) -> float:
