@@ -26,7 +26,6 @@ import base64
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -73,23 +72,71 @@ def run_dags(home: Path, dag_ids: list[str]) -> None:
             before = {p: p.read_text() for p in state.glob("*/server.json")}
             log = home / "logs" / f"screenshots-{dag_id}.log"
             say(f"airflow dags test {dag_id} (log {log}) ...")
-            code = devstack.run_dag_test(dag_id, env, log)
+            with _traffic(home, state, before) if dag_id == "ml_rollout" else _nothing():
+                code = devstack.run_dag_test(dag_id, env, log)
             say(f"  exit {code}")
-            _stop_new_scoring_servers(state, before)
+            _stop_new_scoring_servers(state, before, server.url)
 
 
-def _stop_new_scoring_servers(state: Path, before: dict[Path, str]) -> None:
+@contextlib.contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+@contextlib.contextmanager
+def _traffic(home: Path, state: Path, before: dict[Path, str]) -> Iterator[None]:
+    """Bounded load on the scoring server the rollout starts, so its steps have requests to
+    judge (nothing else sends traffic on a laptop): rows of the demo's own data."""
+    import threading
+
+    import pandas as pd
+
+    from airflow_mlops.core.config import load_config
+    from airflow_mlops.core.rollout.local import LoadGenerator
+
+    config = load_config(REPO_ROOT / "dags" / "configs" / "demo_churn.yaml")
+    frame = pd.read_parquet(home / "data" / config.name / "train.parquet").head(200)
+    rows = json.loads(frame[list(config.data.features)].to_json(orient="records"))
+    done = threading.Event()
+    loads: list[LoadGenerator] = []
+
+    def send() -> None:
+        while not done.wait(0.5):
+            for path in state.glob("*/server.json"):
+                if before.get(path) != path.read_text():
+                    url = json.loads(path.read_text())["url"]
+                    loads.append(LoadGenerator(url, rows, max_requests=100_000, max_seconds=900))
+                    loads[-1].start()
+                    say(f"  sending load to {url} while the rollout runs")
+                    return
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=5)
+        for load in loads:
+            load.stop()
+            say(f"  {load.sent} requests sent, {load.failed} failed; by version {load.versions}")
+
+
+def _stop_new_scoring_servers(state: Path, before: dict[Path, str], mlflow_url: str) -> None:
     """A local rollout leaves its scoring server running (it must outlive the task); stop the
-    ones this run started, by the pid they recorded, and nothing else."""
+    ones this run started (their versions' deployed records cleared), and nothing else."""
+    from airflow_mlops.core.rollout.local import LocalTarget
+    from airflow_mlops.core.rollout.policy import LocalSpec
+    from airflow_mlops.core.tracking import TrackingConfig
+
     for path in state.glob("*/server.json"):
         if before.get(path) == path.read_text():
             continue
-        pid = int(json.loads(path.read_text()).get("pid") or 0)
-        if pid > 0:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-                say(f"  stopped the scoring server the run started (pid {pid})")
-        path.unlink(missing_ok=True)
+        target = LocalTarget(
+            LocalSpec(work_dir=str(path.parent)), TrackingConfig(mlflow_url), path.parent.name
+        )
+        if target.stop_recorded():
+            say(f"  stopped the scoring server the run started ({path})")
 
 
 @contextlib.contextmanager
