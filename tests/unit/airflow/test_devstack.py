@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -42,3 +43,36 @@ def test_a_server_that_exits_during_start_up_is_reported_with_its_log(tmp_path) 
     )
     with pytest.raises(RuntimeError, match=r"a server exited with 3; log: .*server.log"):
         devstack._wait_healthy(process, lambda: False, 30, "a server", tmp_path / "server.log")
+
+
+def test_serve_stop_needs_a_reachable_mlflow_and_says_why(monkeypatch, capsys, tmp_path) -> None:
+    from airflow_mlops import cli
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert cli.main(["serve-stop"]) == 2
+    assert "give --tracking-uri or set MLFLOW_TRACKING_URI" in capsys.readouterr().out
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens once the block ends
+    assert cli.main(["serve-stop", "--tracking-uri", f"http://127.0.0.1:{port}"]) == 2
+    assert f"cannot reach MLflow at http://127.0.0.1:{port}" in capsys.readouterr().out
+
+
+def test_a_stale_server_record_is_dropped_without_signalling_anyone(tmp_path) -> None:
+    import json
+
+    from airflow_mlops.core.rollout.local import LocalTarget
+    from airflow_mlops.core.rollout.policy import LocalSpec
+    from airflow_mlops.core.tracking import TrackingConfig
+
+    # A pid that exists but is not a scoring server (this test process): never signalled.
+    folder = tmp_path / "churn"
+    folder.mkdir()
+    (folder / "server.json").write_text(
+        json.dumps({"url": "http://127.0.0.1:9", "pid": os.getpid()})
+    )
+    target = LocalTarget(
+        LocalSpec(work_dir=str(folder)), TrackingConfig("http://127.0.0.1:9"), "churn"
+    )
+    assert target.stop_recorded() is False
+    assert not (folder / "server.json").exists()
