@@ -100,6 +100,7 @@ def test_local_rollout_shifts_weights_live_then_promotes_after_last_step(version
     assert registry.get_version(tracking, MODEL, "champion").version == v2
     assert [e["phase"] for e in events] == ["deploy", "step", "step", "promote"]
     assert routes["routes"] == {v2: 100.0} or routes["routes"] == {v2: 100}
+    assert routes["loaded"] == [v2]  # the retired version was unloaded, not kept at 0 %
     assert recorded[v2][0].weight == 100
     assert recorded[v1] == []
     assert after_stop == []

@@ -2,12 +2,14 @@
 
 ``GET /admin/routes`` answers ``{"model", "routes": {version: percent}, "shadow", "loaded"}``.
 ``PUT /admin/routes`` with ``{"routes": {version: weight}, "shadow": {...} | null,
-"sources": {version: source}}`` first loads every named version that is not loaded yet (from
-``sources`` in the body, else the configured source), then installs the new table in one
-reference swap: requests in flight finish on the table they started with, none is dropped. A
-version that fails to load is refused with 409 and the reason; the old routes stay. Bad weights
-or an unknown version without a source are 422. ``shadow`` absent keeps the current shadow;
-``null`` removes it.
+"sources": {version: source}, "unload": [version, ...]}`` first loads every named version
+that is not loaded yet (from ``sources`` in the body, else the configured source), then
+installs the new table in one reference swap: requests in flight finish on the table they
+started with, none is dropped. A version that fails to load is refused with 409 and the
+reason; the old routes stay. Bad weights or an unknown version without a source are 422.
+``shadow`` absent keeps the current shadow; ``null`` removes it. ``unload`` drops retired
+versions from memory (and from ``/v2/models/<m>/versions/<v>``); a version the new table
+routes to or mirrors cannot be unloaded (422).
 
 Admin endpoints are off with ``admin.enabled: false`` (404) and guarded by a token with
 ``admin.token`` / ``admin.token_env`` (header ``X-Admin-Token``; 403 when wrong or absent).
@@ -89,11 +91,11 @@ class Admin:
                 protocol.INVALID,
                 "expected {'routes': {version: weight}, 'shadow': {...} | null, 'sources': {...}}",
             )
-        unknown = sorted(set(doc) - {"routes", "shadow", "sources"})
+        unknown = sorted(set(doc) - {"routes", "shadow", "sources", "unload"})
         if unknown:
             return 422, _err(
                 protocol.INVALID,
-                f"unknown key(s) {unknown}; known: ['routes', 'shadow', 'sources']",
+                f"unknown key(s) {unknown}; known: ['routes', 'shadow', 'sources', 'unload']",
             )
         try:
             weights = normalise_routes(doc["routes"], "routes")
@@ -104,6 +106,14 @@ class Admin:
         if not isinstance(sources, dict):
             return 422, _err(protocol.INVALID, "sources must map version -> source")
         needed = list(weights) + ([shadow.version] if shadow else [])
+        unload = doc.get("unload") or []
+        if not isinstance(unload, list) or not all(isinstance(v, str) for v in unload):
+            return 422, _err(protocol.INVALID, "unload must be a list of versions")
+        busy = sorted(set(unload) & set(needed))
+        if busy:
+            return 422, _err(
+                protocol.INVALID, f"cannot unload {busy}: the new routes or shadow use them"
+            )
         to_load: dict[str, str] = {}
         for v in needed:
             source = sources.get(v) or app.sources.get(v)
@@ -126,8 +136,12 @@ class Admin:
                     "VERSION_LOAD_FAILED", f"{exc}; routes unchanged: {app.table.percent()}"
                 )
         app.sources.update(to_load)
-        app.swap({**app.versions, **loaded}, RoutingTable(weights, shadow))
+        # Sources are kept: a version routed again later loads from where it came from.
+        versions = {v: m for v, m in {**app.versions, **loaded}.items() if v not in unload}
+        app.swap(versions, RoutingTable(weights, shadow))
         log.info("admin: routes now %s, shadow %s", app.table.percent(), shadow)
+        if unload:
+            log.info("admin: unloaded %s", sorted(set(unload)))
         return 200, self.routes_doc()
 
 

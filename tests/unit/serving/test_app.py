@@ -229,3 +229,24 @@ def test_startup_fails_when_a_configured_version_cannot_load(tmp_path):
     )
     with pytest.raises(LoadError, match=r"lacks model\.onnx"), TestClient(create_app(config)):
         pass
+
+
+def test_admin_unloads_a_retired_version_but_never_one_in_use(model_folders, rows):
+    with make_client(model_folders) as client:
+        client.put(
+            "/admin/routes",
+            json={"routes": {"2": 100}, "sources": {"2": str(model_folders["2"])}},
+        )
+        busy = client.put("/admin/routes", json={"routes": {"2": 100}, "unload": ["2"]})
+        assert busy.status_code == 422 and "cannot unload ['2']" in busy.json()["message"]
+        done = client.put("/admin/routes", json={"routes": {"2": 100}, "unload": ["1"]})
+        assert done.status_code == 200, done.text
+        assert done.json()["loaded"] == ["2"]
+        assert client.app.versions.keys() == {"2"}  # type: ignore[attr-defined]
+        gone = client.post("/v2/models/toy/versions/1/infer", json={"inputs": []})
+        assert gone.status_code == 404
+        answer = client.post("/invocations", json={"dataframe_records": rows})
+        assert answer.status_code == 200 and answer.headers["x-model-version"] == "2"
+        # Routed again later: loaded again from the source it came from.
+        back = client.put("/admin/routes", json={"routes": {"1": 1, "2": 1}})
+        assert back.status_code == 200 and back.json()["loaded"] == ["1", "2"]

@@ -303,9 +303,21 @@ class LocalTarget:
             self.set_weights({baseline: 100}, None)
 
     def retire(self, version: str) -> None:
-        # The server drops a version from routing when the table no longer names it; its
-        # session stays loaded until restart (cheap: one ONNX session).
-        log.info("v%s retired from %s", version, self.url)
+        """Unload ``version`` from the server once no route or shadow uses it (its memory back)."""
+        if not self.running:
+            return
+        doc = self.routes()
+        if str(version) not in doc.get("loaded", []):
+            return
+        status, text = self._put({"routes": doc.get("routes") or {}, "unload": [str(version)]})
+        if status != 200:
+            # Still routed or mirrored (the caller's mistake) or the server refused: say so,
+            # the rollout's outcome does not depend on it.
+            log.warning(
+                "v%s not unloaded from %s: HTTP %s %s", version, self.url, status, text[:300]
+            )
+            return
+        log.info("v%s retired and unloaded from %s", version, self.url)
 
 
 def _is_our_server(pid: int) -> bool:
