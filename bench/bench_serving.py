@@ -69,18 +69,16 @@ def build_model(root: Path, tracking_uri: str) -> tuple[str, Path, Path]:
 
 
 def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"{url} exited with {proc.returncode}; log {log}:\n{tail}")
+    from airflow_mlops.devstack import wait_healthy
+
+    def ready() -> bool:
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return
+                return bool(resp.status == 200)
         except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"{url} not ready in {timeout:.0f}s; log: {log}")
+            return False
+
+    wait_healthy(proc, ready, timeout, url, log)
 
 
 def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:

@@ -142,7 +142,7 @@ def _stop_new_scoring_servers(state: Path, before: dict[Path, str], mlflow_url: 
 @contextlib.contextmanager
 def api_server(home: Path, port: int) -> Iterator[str]:
     """``airflow api-server`` on 127.0.0.1 over the home's database; every caller is admin."""
-    from airflow_mlops.devstack import _bin, stop_group
+    from airflow_mlops.devstack import _bin, ensure_port_free, stop_group, wait_healthy
 
     url = f"http://127.0.0.1:{port}"
     env = {
@@ -152,8 +152,7 @@ def api_server(home: Path, port: int) -> Iterator[str]:
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
     }
-    if _answers(f"{url}/api/v2/monitor/health"):
-        raise RuntimeError(f"something already answers on {url}: choose another --port")
+    ensure_port_free(port, "airflow api-server", "--port")
     log_path = home / "airflow" / f"api-server-screenshots-{port}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
@@ -164,13 +163,10 @@ def api_server(home: Path, port: int) -> Iterator[str]:
             start_new_session=True,
         )
         try:
-            deadline = time.monotonic() + 180
-            while not _answers(f"{url}/api/v2/monitor/health"):
-                if proc.poll() is not None:
-                    raise RuntimeError(f"airflow api-server exited; log: {log_path}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"airflow api-server not up in 180 s; log: {log_path}")
-                time.sleep(1)
+            health = f"{url}/api/v2/monitor/health"
+            wait_healthy(
+                proc, lambda: _answers(health), 180, f"airflow api-server on {url}", log_path
+            )
             yield url
         finally:
             stop_group(proc, grace=30)

@@ -43,20 +43,25 @@ def ensure_port_free(port: int, what: str, flag: str) -> None:
         )
 
 
-def _wait_healthy(
+def wait_healthy(
     process: subprocess.Popen[bytes],
     ready: Callable[[], bool],
     timeout: float,
     what: str,
     log: Path,
 ) -> None:
-    """Poll ``ready()`` until it is true; stop ``process`` when it exits, times out, or the wait
-    is interrupted (Ctrl-C during start-up must not leave it running)."""
+    """Poll ``ready()`` until it is true; stop ``process`` (started in a session of its own)
+    when it exits, times out, or the wait is interrupted (Ctrl-C during start-up must not leave
+    it running). An exit is reported with the end of ``log``."""
     deadline = time.monotonic() + timeout
     try:
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"{what} exited with {process.returncode}; log: {log}")
+                try:
+                    tail = "\n" + log.read_text(errors="replace")[-2000:]
+                except OSError:
+                    tail = ""
+                raise RuntimeError(f"{what} exited with {process.returncode}; log: {log}{tail}")
             if ready():
                 return
             if time.monotonic() > deadline:
@@ -97,10 +102,13 @@ class MLflowServer:
 
     :param root: folder for ``mlflow.db`` and ``artifacts/``.
     :param port: TCP port (default: a free one).
+    :param artifacts_destination: where the server keeps artifacts (default ``root/artifacts``;
+        e.g. ``s3://mlflow/``, as in ``docker-compose.yaml``).
     """
 
     root: Path
     port: int = field(default_factory=free_port)
+    artifacts_destination: str | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -124,7 +132,7 @@ class MLflowServer:
                 "--backend-store-uri",
                 self.backend_uri,
                 "--artifacts-destination",
-                str(self.root / "artifacts"),
+                self.artifacts_destination or str(self.root / "artifacts"),
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -146,7 +154,7 @@ class MLflowServer:
                 return False
 
         log_path = self.root / f"server-{self.port}.log"
-        _wait_healthy(self.process, ready, timeout, f"mlflow server on {self.url}", log_path)
+        wait_healthy(self.process, ready, timeout, f"mlflow server on {self.url}", log_path)
         return self
 
     def stop(self) -> None:
@@ -265,7 +273,7 @@ class AirflowStandalone:
             return bool(health.get("scheduler", {}).get("status") == "healthy")
 
         what = f"airflow standalone on {self.url} (scheduler healthy)"
-        _wait_healthy(self.process, ready, timeout, what, self.log_path)
+        wait_healthy(self.process, ready, timeout, what, self.log_path)
         return self
 
     def api(self, method: str, path: str, body: dict | None = None) -> dict:

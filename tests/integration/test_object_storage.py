@@ -14,15 +14,8 @@ producer landing data) that this process's cached listings do not know about.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -79,54 +72,11 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
 @pytest.fixture(scope="module")
 def mlflow_s3(s3: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``mlflow server`` as in docker-compose.yaml: artifacts proxied to ``s3://mlflow/``."""
-    from airflow_mlops.devstack import free_port
+    from airflow_mlops.devstack import MLflowServer
 
     root = tmp_path_factory.mktemp("mlflow-s3")
-    port = free_port()
-    log_path = root / "server.log"
-    mlflow_bin = Path(sys.executable).with_name("mlflow")
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                str(mlflow_bin),
-                "server",
-                "--backend-store-uri",
-                f"sqlite:///{root / 'mlflow.db'}",
-                "--artifacts-destination",
-                "s3://mlflow/",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, f"mlflow server exited; log: {log_path}"
-            assert time.monotonic() < deadline, f"mlflow server not up in 120 s; log: {log_path}"
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        yield url
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+    with MLflowServer(root, artifacts_destination="s3://mlflow/") as server:
+        yield server.url
 
 
 def _config(data_uri: str, work_dir: str):

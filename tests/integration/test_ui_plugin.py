@@ -13,10 +13,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -24,7 +22,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from airflow_mlops.devstack import REPO_ROOT, airflow_env, free_port
+from airflow_mlops.devstack import REPO_ROOT, airflow_env, free_port, stop_group, wait_healthy
 
 pytestmark = pytest.mark.integration
 
@@ -140,27 +138,19 @@ def api_server(airflow_db, mlops_home, mlflow_server, ui_model, tmp_path_factory
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
+
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(f"{url}/mlops/health", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
     try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"airflow api-server exited: {log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/mlops/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"api-server /mlops/health not up in 180 s; log: {log_path}")
-            time.sleep(1)
+        wait_healthy(proc, ready, 180, f"airflow api-server on {url} (/mlops/health)", log_path)
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_group(proc, grace=30)
         log.close()
 
 

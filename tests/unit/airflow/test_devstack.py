@@ -33,7 +33,7 @@ def test_interrupting_start_up_stops_what_was_started(tmp_path) -> None:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        devstack._wait_healthy(process, ctrl_c, 30, "a server", tmp_path / "log")
+        devstack.wait_healthy(process, ctrl_c, 30, "a server", tmp_path / "log")
     assert process.poll() is not None  # stopped, not orphaned
 
 
@@ -42,7 +42,7 @@ def test_a_server_that_exits_during_start_up_is_reported_with_its_log(tmp_path) 
         [sys.executable, "-c", "raise SystemExit(3)"], start_new_session=True
     )
     with pytest.raises(RuntimeError, match=r"a server exited with 3; log: .*server.log"):
-        devstack._wait_healthy(process, lambda: False, 30, "a server", tmp_path / "server.log")
+        devstack.wait_healthy(process, lambda: False, 30, "a server", tmp_path / "server.log")
 
 
 def test_serve_stop_needs_a_reachable_mlflow_and_says_why(monkeypatch, capsys, tmp_path) -> None:
