@@ -30,13 +30,13 @@ SIZES = (10_000, 100_000, 1_000_000)
 
 
 def _frames(rows: int, seed: int, shift: float):
-    from airflow_mlops.core.demo_data import generate
+    from airflow_mlops.devstack.demo_data import generate
 
     return generate(rows, seed=seed, shift=shift)
 
 
 def _kinds():
-    from airflow_mlops.core.demo_data import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+    from airflow_mlops.devstack.demo_data import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
     return {c: "numeric" for c in NUMERIC_FEATURES} | {
         c: "categorical" for c in CATEGORICAL_FEATURES
@@ -53,7 +53,7 @@ def child(variant: str, ref_path: str, cur_path: str) -> None:
     """
     import_started = time.perf_counter()
     if variant == "cold":
-        from airflow_mlops.core.drift_report import preload_evidently
+        from airflow_mlops.core.drift.report import preload_evidently
 
         preload_evidently()  # what monitor() does first
     import pandas as pd
@@ -64,7 +64,7 @@ def child(variant: str, ref_path: str, cur_path: str) -> None:
     categorical = [c for c in cols if kinds[c] == "categorical"]
     out: dict = {}
     if variant == "cold":
-        from airflow_mlops.core.drift import DriftPolicy, check_drift
+        from airflow_mlops.core.drift.check import DriftPolicy, check_drift
 
         ref = pd.read_parquet(ref_path, columns=cols)
         cur = pd.read_parquet(cur_path, columns=cols)
@@ -82,7 +82,7 @@ def child(variant: str, ref_path: str, cur_path: str) -> None:
     ref = pd.read_parquet(ref_path, columns=cols)
     cur = pd.read_parquet(cur_path, columns=cols)
     if variant == "check":
-        from airflow_mlops.core.drift import DriftPolicy, check_drift
+        from airflow_mlops.core.drift.check import DriftPolicy, check_drift
 
         t = time.perf_counter()
         import evidently.presets
@@ -103,8 +103,8 @@ def child(variant: str, ref_path: str, cur_path: str) -> None:
         out["total_s"] = time.perf_counter() - t
         out["drifted"] = sorted(decision.drifted_columns)
     elif variant == "evidently":
-        from airflow_mlops.core.drift import DriftPolicy
-        from airflow_mlops.core.drift_report import evidently_decisions, run_evidently
+        from airflow_mlops.core.drift.check import DriftPolicy
+        from airflow_mlops.core.drift.report import evidently_decisions, run_evidently
 
         t = time.perf_counter()
         import evidently.presets  # noqa: F401
@@ -188,8 +188,8 @@ def agreement(trials: int, rows: int) -> None:
     """Check vs Evidently on the same rows, same config, shifts that put columns near 0.1."""
     import numpy as np
 
-    from airflow_mlops.core.drift import DriftPolicy, check_drift
-    from airflow_mlops.core.drift_report import evidently_decisions, run_evidently
+    from airflow_mlops.core.drift.check import DriftPolicy, check_drift
+    from airflow_mlops.core.drift.report import evidently_decisions, run_evidently
 
     kinds = _kinds()
     cols = list(kinds)
@@ -219,8 +219,8 @@ def agreement(trials: int, rows: int) -> None:
 
 def rates(seeds: int, sizes, reference_rows: int) -> None:
     """Share of checks whose status is ``drift`` under the default policy."""
-    from airflow_mlops.core.demo_data import CATEGORICAL_FEATURES, NUMERIC_FEATURES
-    from airflow_mlops.core.drift import DriftPolicy, check_drift
+    from airflow_mlops.core.drift.check import DriftPolicy, check_drift
+    from airflow_mlops.devstack.demo_data import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
     policy = DriftPolicy()
     print(f"## Drift rates of the default policy ({seeds} seeds; reference {reference_rows:,} "

@@ -22,11 +22,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    from airflow_mlops.core.config import load_config
-    from airflow_mlops.core.demo_data import generate
-    from airflow_mlops.core.onnx import convert_to_onnx
-    from airflow_mlops.core.profiling import ProfilingSpec, profile_model
-    from airflow_mlops.core.training import build_pipeline
+    from airflow_mlops.core.config.model import load_config
+    from airflow_mlops.core.profiling.profile import ProfilingSpec, profile_model
+    from airflow_mlops.core.training.convert import convert_to_onnx
+    from airflow_mlops.core.training.pipeline import build_pipeline
+    from airflow_mlops.devstack.demo_data import generate
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)

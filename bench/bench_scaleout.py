@@ -55,7 +55,7 @@ def write_config(home: Path, threads: int | None) -> Path:
 
 def lay_out_days(home: Path, rows: int) -> dict[int, str]:
     """``date=`` folders holding the same rows as 1, 2 and 4 partitions (hive folders)."""
-    from airflow_mlops.core.demo_data import generate
+    from airflow_mlops.devstack.demo_data import generate
 
     source = home / "source.parquet"
     generate(FILE_ROWS, seed=7).drop(columns=["churned"]).to_parquet(source)
@@ -75,9 +75,9 @@ def lay_out_days(home: Path, rows: int) -> dict[int, str]:
 
 def floor(config_path: Path, tracking, rows: int, home: Path) -> float:
     """rows/s of ``score_partition`` on all rows in this process (no Airflow, no fan-out)."""
-    from airflow_mlops.core.config import load_config
-    from airflow_mlops.core.model_ref import resolve_model
-    from airflow_mlops.core.scoring import ScoringSpec, score_partition
+    from airflow_mlops.core.config.model import load_config
+    from airflow_mlops.core.model.reference import resolve_model
+    from airflow_mlops.core.scoring.partition import ScoringSpec, score_partition
 
     config = load_config(config_path)
     spec = ScoringSpec.from_dict(config.scoring)
@@ -137,11 +137,11 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    from airflow_mlops import devstack
-    from airflow_mlops.core import steps
-    from airflow_mlops.core.config import load_config
-    from airflow_mlops.core.demo_data import write_dataset
-    from airflow_mlops.core.tracking import TrackingConfig
+    from airflow_mlops.core.config.model import load_config
+    from airflow_mlops.core.pipeline import steps
+    from airflow_mlops.core.registry.tracking import TrackingConfig
+    from airflow_mlops.devstack import stack as devstack
+    from airflow_mlops.devstack.demo_data import write_dataset
 
     home = Path(tempfile.mkdtemp(prefix="mlops-scaleout-"))
     try:

@@ -49,8 +49,8 @@ MODELS = {
 
 def _child_rss(args: argparse.Namespace) -> None:
     """Score one file in this fresh process and print the result with ru_maxrss."""
-    from airflow_mlops.core.model_ref import resolve_model
-    from airflow_mlops.core.scoring import score_partition
+    from airflow_mlops.core.model.reference import resolve_model
+    from airflow_mlops.core.scoring.partition import score_partition
 
     model = resolve_model(args.model, name="bench")
     result = score_partition(
@@ -61,7 +61,7 @@ def _child_rss(args: argparse.Namespace) -> None:
 
 def _rss_series(model_path: str, work: Path, with_20m: bool) -> None:
     """Peak RSS (VmHWM) of score_partition in a fresh process per input size."""
-    from airflow_mlops.core.demo_data import write_dataset
+    from airflow_mlops.devstack.demo_data import write_dataset
 
     sizes = [1_000_000, 5_000_000] + ([20_000_000] if with_20m else [])
     print(f"\npeak RSS of score_partition in a fresh process ({Path(model_path).stem})")
@@ -97,9 +97,9 @@ def _rss_series(model_path: str, work: Path, with_20m: bool) -> None:
 
 
 def _train(name: str, estimator: str, params: dict, frame, threads: int, out: Path):
-    from airflow_mlops.core.config import load_config
-    from airflow_mlops.core.onnx import convert_to_onnx
-    from airflow_mlops.core.training import build_pipeline
+    from airflow_mlops.core.config.model import load_config
+    from airflow_mlops.core.training.convert import convert_to_onnx
+    from airflow_mlops.core.training.pipeline import build_pipeline
 
     config = load_config(REPO / "dags" / "configs" / "demo_churn.yaml")
     if name in ("RF", "LGBM"):
@@ -115,8 +115,8 @@ def _log_pyfunc(config, onnx_path: str, classes: list, store: Path, pipeline) ->
     """Log our ONNX pyfunc and the native sklearn pipeline in one run; return both URIs."""
     import mlflow
 
-    from airflow_mlops.core import registry
-    from airflow_mlops.core.tracking import TrackingConfig
+    from airflow_mlops.core.registry import versions as registry
+    from airflow_mlops.core.registry.tracking import TrackingConfig
 
     uri = f"sqlite:///{store / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
@@ -178,10 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
     from threadpoolctl import threadpool_limits
 
-    from airflow_mlops.core.demo_data import generate, write_dataset
-    from airflow_mlops.core.model_ref import resolve_model
-    from airflow_mlops.core.onnx import load_session, onnx_feed
-    from airflow_mlops.core.scoring import available_cores, score_partition
+    from airflow_mlops.core.model.reference import resolve_model
+    from airflow_mlops.core.scoring.partition import available_cores, score_partition
+    from airflow_mlops.core.training.convert import load_session, onnx_feed
+    from airflow_mlops.devstack.demo_data import generate, write_dataset
 
     threads = available_cores()
     if args.rss_only:

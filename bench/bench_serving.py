@@ -44,10 +44,11 @@ NAME = "bench_serving"
 
 def build_model(root: Path, tracking_uri: str) -> tuple[str, Path, Path]:
     """Register the demo model; returns its version, a model folder and the data file."""
-    from airflow_mlops.core import registry, steps
-    from airflow_mlops.core.config import load_config
-    from airflow_mlops.core.demo_data import write_dataset
-    from airflow_mlops.core.tracking import TrackingConfig
+    from airflow_mlops.core.config.model import load_config
+    from airflow_mlops.core.pipeline import steps
+    from airflow_mlops.core.registry import versions as registry
+    from airflow_mlops.core.registry.tracking import TrackingConfig
+    from airflow_mlops.devstack.demo_data import write_dataset
     from airflow_mlops.serving.models import meta_from_mlmodel, write_model_folder
 
     data = root / "data" / "train.parquet"
@@ -69,7 +70,7 @@ def build_model(root: Path, tracking_uri: str) -> tuple[str, Path, Path]:
 
 
 def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
-    from airflow_mlops.devstack import wait_healthy
+    from airflow_mlops.devstack.stack import wait_healthy
 
     def ready() -> bool:
         try:
@@ -164,7 +165,7 @@ def wrk(url: str, body_file: Path, connections: int, duration: float) -> dict[st
 def bodies(data: Path, root: Path) -> dict[int, Path]:
     import pandas as pd
 
-    from airflow_mlops.core.config import load_config
+    from airflow_mlops.core.config.model import load_config
 
     cfg = load_config(REPO / "dags" / "configs" / "demo_churn.yaml").data
     frame = pd.read_parquet(data).head(32)[[*cfg.numeric_features, *cfg.categorical_features]]
@@ -224,7 +225,7 @@ def main() -> int:
         print("wrk not found: apt-get install wrk", file=sys.stderr)
         return 2
 
-    from airflow_mlops.devstack import MLflowServer, free_port
+    from airflow_mlops.devstack.stack import MLflowServer, free_port
 
     root = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     procs: list[subprocess.Popen] = []

@@ -32,8 +32,8 @@ from airflow.sdk import (
     task,
 )
 
-from airflow_mlops.core.config import load_config
-from airflow_mlops.core.scoring import ScoringSpec
+from airflow_mlops.core.config.model import load_config
+from airflow_mlops.core.scoring.partition import ScoringSpec
 from airflow_mlops.operators.scoring import BatchScoreOperator, ResolveModelOperator
 
 CONFIG = os.environ.get(
@@ -96,7 +96,7 @@ def scoring_dag(
 
         @task
         def list_partitions() -> list[str]:
-            from airflow_mlops.core.scoring_runs import list_partitions as listing
+            from airflow_mlops.core.scoring.runs import list_partitions as listing
             from airflow_mlops.hooks.storage import configure_object_storage
 
             configure_object_storage()  # s3:// through aws_default, as the operators do
@@ -135,9 +135,9 @@ def scoring_dag(
 
         @task(trigger_rule="all_done")
         def summary(results: Any, listed: list[str]) -> dict[str, Any]:
-            from airflow_mlops.core.scoring import ScoringError
-            from airflow_mlops.core.scoring_pod import normalize_results
-            from airflow_mlops.core.scoring_runs import summarize
+            from airflow_mlops.core.scoring.partition import ScoringError
+            from airflow_mlops.core.scoring.pod import normalize_results
+            from airflow_mlops.core.scoring.runs import summarize
 
             try:
                 out = summarize(normalize_results(results), list(listed or []))

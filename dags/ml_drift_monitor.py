@@ -15,8 +15,8 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import DAG, Param
 
-from airflow_mlops.assets import drift_asset
-from airflow_mlops.core.config import load_config
+from airflow_mlops.core.config.model import load_config
+from airflow_mlops.dags.assets import drift_asset
 from airflow_mlops.operators.drift import DriftCheckOperator
 
 CONFIG = os.environ.get(

@@ -18,10 +18,10 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import DAG
 
-from airflow_mlops.assets import candidate_asset, champion_asset
-from airflow_mlops.core.approval import ApprovalSpec
-from airflow_mlops.core.config import load_config
+from airflow_mlops.core.config.model import load_config
+from airflow_mlops.core.pipeline.approval import ApprovalSpec
 from airflow_mlops.core.rollout.policy import RolloutPolicy
+from airflow_mlops.dags.assets import candidate_asset, champion_asset
 from airflow_mlops.operators.approval import ModelApprovalOperator
 from airflow_mlops.operators.rollout import (
     DeployCanaryOperator,

@@ -53,7 +53,7 @@ def home_env(home: Path, mlflow_url: str) -> dict[str, str]:
     The home's ``airflow.cfg`` names absolute paths from where it was created; the environment
     wins over it, so a copied or moved home still opens its own database.
     """
-    from airflow_mlops.devstack import airflow_env
+    from airflow_mlops.devstack.stack import airflow_env
 
     env = airflow_env(home, mlflow_url)
     env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{home / 'airflow' / 'airflow.db'}"
@@ -63,7 +63,7 @@ def home_env(home: Path, mlflow_url: str) -> dict[str, str]:
 
 def run_dags(home: Path, dag_ids: list[str]) -> None:
     """``airflow dags test`` each DAG on ``home`` with an MLflow server on the home's store."""
-    from airflow_mlops import devstack
+    from airflow_mlops.devstack import stack as devstack
 
     with devstack.MLflowServer(home / "mlflow") as server:
         env = home_env(home, server.url)
@@ -91,8 +91,8 @@ def _traffic(home: Path, state: Path, before: dict[Path, str]) -> Iterator[None]
 
     import pandas as pd
 
-    from airflow_mlops.core.config import load_config
-    from airflow_mlops.core.rollout.local import LoadGenerator
+    from airflow_mlops.core.config.model import load_config
+    from airflow_mlops.core.rollout.targets.local import LoadGenerator
 
     config = load_config(REPO_ROOT / "dags" / "configs" / "demo_churn.yaml")
     frame = pd.read_parquet(home / "data" / config.name / "train.parquet").head(200)
@@ -125,9 +125,9 @@ def _traffic(home: Path, state: Path, before: dict[Path, str]) -> Iterator[None]
 def _stop_new_scoring_servers(state: Path, before: dict[Path, str], mlflow_url: str) -> None:
     """A local rollout leaves its scoring server running (it must outlive the task); stop the
     ones this run started (their versions' deployed records cleared), and nothing else."""
-    from airflow_mlops.core.rollout.local import LocalTarget
+    from airflow_mlops.core.registry.tracking import TrackingConfig
     from airflow_mlops.core.rollout.policy import LocalSpec
-    from airflow_mlops.core.tracking import TrackingConfig
+    from airflow_mlops.core.rollout.targets.local import LocalTarget
 
     for path in state.glob("*/server.json"):
         if before.get(path) == path.read_text():
@@ -142,7 +142,7 @@ def _stop_new_scoring_servers(state: Path, before: dict[Path, str], mlflow_url: 
 @contextlib.contextmanager
 def api_server(home: Path, port: int) -> Iterator[str]:
     """``airflow api-server`` on 127.0.0.1 over the home's database; every caller is admin."""
-    from airflow_mlops.devstack import _bin, ensure_port_free, stop_group, wait_healthy
+    from airflow_mlops.devstack.stack import _bin, ensure_port_free, stop_group, wait_healthy
 
     url = f"http://127.0.0.1:{port}"
     env = {
@@ -258,7 +258,7 @@ class Browser:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        from airflow_mlops.devstack import stop_group
+        from airflow_mlops.devstack.stack import stop_group
 
         if self.ws is not None:
             self.ws.close()
@@ -367,7 +367,7 @@ def capture(base: str, out_dir: Path, dag_ids: list[str], settle: float) -> list
 
 
 def main(argv: list[str] | None = None) -> int:
-    from airflow_mlops.devstack import free_port
+    from airflow_mlops.devstack.stack import free_port
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(

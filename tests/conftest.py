@@ -40,7 +40,7 @@ def mlops_home() -> Path:
 @pytest.fixture(scope="session")
 def mlflow_server(mlops_home: Path) -> Iterator[str]:
     """A real ``mlflow server`` (SQLite + local artifacts) on a free loopback port."""
-    from airflow_mlops.devstack import MLflowServer
+    from airflow_mlops.devstack.stack import MLflowServer
 
     with MLflowServer(mlops_home / "mlflow") as server:
         yield server.url
@@ -49,7 +49,7 @@ def mlflow_server(mlops_home: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def airflow_db(mlops_home: Path) -> Path:
     """The SQLite Airflow metadata database, migrated once per session."""
-    from airflow_mlops.devstack import migrate_airflow_db
+    from airflow_mlops.devstack.stack import migrate_airflow_db
 
     migrate_airflow_db(dict(os.environ))
     return mlops_home / "airflow"
@@ -70,10 +70,10 @@ def champion(mlflow_server: str, mlops_home: Path, demo_config_path: Path) -> di
     """
     from dataclasses import replace
 
-    from airflow_mlops.core import steps
-    from airflow_mlops.core.config import load_config
-    from airflow_mlops.core.demo_data import write_dataset
-    from airflow_mlops.core.tracking import TrackingConfig
+    from airflow_mlops.core.config.model import load_config
+    from airflow_mlops.core.pipeline import steps
+    from airflow_mlops.core.registry.tracking import TrackingConfig
+    from airflow_mlops.devstack.demo_data import write_dataset
 
     data = mlops_home / "data" / "fixture_churn" / "train.parquet"
     write_dataset(str(data), rows=20_000, seed=0)
@@ -104,7 +104,7 @@ def register_copies(champion: dict, name: str, count: int, out: str) -> list[str
     (one fitted pipeline, so every version answers alike); returns their version numbers."""
     from dataclasses import replace
 
-    from airflow_mlops.core import steps
+    from airflow_mlops.core.pipeline import steps
 
     config = replace(champion["config"], name=name)
     prepared = champion["prepared"]

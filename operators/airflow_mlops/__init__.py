@@ -12,8 +12,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "MLflowHook": "airflow_mlops.hooks.mlflow",
-    "ModelConfig": "airflow_mlops.core.config",
-    "load_config": "airflow_mlops.core.config",
+    "ModelConfig": "airflow_mlops.core.config.model",
+    "load_config": "airflow_mlops.core.config.model",
 }
 
 

@@ -22,7 +22,7 @@ def _say(text: str = "") -> None:
 
 def demo(args: argparse.Namespace) -> int:
     """The whole loop on generated data (see :mod:`airflow_mlops.demo`)."""
-    from airflow_mlops.demo import run
+    from airflow_mlops.devstack.demo import run
 
     return run(args.rows)
 
@@ -31,7 +31,7 @@ def stack(args: argparse.Namespace) -> int:
     """``airflow standalone`` + ``mlflow server`` on 127.0.0.1 until Ctrl-C (or SIGTERM)."""
     import signal
 
-    from airflow_mlops import devstack
+    from airflow_mlops.devstack import stack as devstack
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -70,8 +70,8 @@ def stack(args: argparse.Namespace) -> int:
 
 
 def _stop_rollout_servers(tracking_uri: str) -> list[str]:
-    from airflow_mlops.core.rollout.local import stop_recorded_servers
-    from airflow_mlops.core.tracking import TrackingConfig
+    from airflow_mlops.core.registry.tracking import TrackingConfig
+    from airflow_mlops.core.rollout.targets.local import stop_recorded_servers
 
     stopped = stop_recorded_servers(TrackingConfig(tracking_uri))
     for model in stopped:
@@ -82,7 +82,7 @@ def _stop_rollout_servers(tracking_uri: str) -> list[str]:
 def serve_stop(args: argparse.Namespace) -> int:
     """Stop the local scoring servers ``ml_rollout`` left running under ``$MLOPS_HOME/rollout``
     and clear their versions' ``mlops.deployed.local`` records."""
-    from airflow_mlops.core.tracking import MLflowUnreachable, TrackingConfig
+    from airflow_mlops.core.registry.tracking import MLflowUnreachable, TrackingConfig
 
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
@@ -99,7 +99,7 @@ def serve_stop(args: argparse.Namespace) -> int:
 
 
 def demo_data(args: argparse.Namespace) -> int:
-    from airflow_mlops.core.demo_data import write_dataset
+    from airflow_mlops.devstack.demo_data import write_dataset
 
     files = write_dataset(args.out, rows=args.rows, seed=args.seed, shift=args.shift)
     _say("\n".join(files))
@@ -115,14 +115,10 @@ def score(args: argparse.Namespace) -> int:
     """
     import logging
 
-    from airflow_mlops.core.data import DataError
-    from airflow_mlops.core.model_ref import ModelRefError
-    from airflow_mlops.core.scoring import ScoringError
-    from airflow_mlops.core.scoring_container import (
-        XCOM_FILE_ENV,
-        score_in_container,
-        write_xcom,
-    )
+    from airflow_mlops.core.data.io import DataError
+    from airflow_mlops.core.model.reference import ModelRefError
+    from airflow_mlops.core.scoring.container import XCOM_FILE_ENV, score_in_container, write_xcom
+    from airflow_mlops.core.scoring.partition import ScoringError
 
     logging.basicConfig(
         level=logging.INFO,
@@ -160,7 +156,7 @@ def score(args: argparse.Namespace) -> int:
 
 
 def _score_parser(sub: Any) -> None:
-    from airflow_mlops.core.scoring import DEFAULT_BATCH_ROWS, DEFAULT_SAMPLE_ROWS
+    from airflow_mlops.core.scoring.partition import DEFAULT_BATCH_ROWS, DEFAULT_SAMPLE_ROWS
 
     p = sub.add_parser(
         "score",

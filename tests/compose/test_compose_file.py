@@ -157,7 +157,7 @@ def test_dags_plugins_and_mlops_home_are_the_mounted_folders(services: dict) -> 
 
 
 def test_airflow_services_get_the_environment_the_embedded_default_sets(services: dict) -> None:
-    from airflow_mlops.devstack import airflow_env
+    from airflow_mlops.devstack.stack import airflow_env
 
     with mock.patch.dict(os.environ, {}, clear=True):
         embedded = airflow_env(Path("/home"), "http://127.0.0.1:5000")

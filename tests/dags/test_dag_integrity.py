@@ -107,7 +107,7 @@ def test_training_dag_shape():
 def test_approval_gate_sits_between_profile_and_promote_only_when_enabled(tmp_path):
     import yaml
 
-    from airflow_mlops.dag_factory import training_dag
+    from airflow_mlops.dags.factory import training_dag
 
     raw = yaml.safe_load((REPO / "dags" / "configs" / "demo_churn.yaml").read_text())
     assert "approval" not in raw

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from airflow_mlops.core.config import ConfigError
-from airflow_mlops.core.scoring_pod import plan_pods
+from airflow_mlops.core.config.model import ConfigError
+from airflow_mlops.core.scoring.pod import plan_pods
 
 kubernetes_validate = pytest.importorskip(
     "kubernetes_validate", reason="kubernetes-validate (offline Kubernetes schemas) not installed"
@@ -107,7 +107,7 @@ def test_kubernetes_runner_maps_pods_over_the_plan_without_cluster(k8s_dag):
 def test_pod_of_one_partition_renders_and_validates_without_cluster(k8s_dag):
     from kubernetes.client import ApiClient, V1ResourceRequirements
 
-    from airflow_mlops.core.scoring import ScoringSpec
+    from airflow_mlops.core.scoring.partition import ScoringSpec
 
     plan_task = k8s_dag.get_task("plan_pods")
     spec = ScoringSpec.from_dict(SCORING)

@@ -18,8 +18,8 @@ DAY = "2024-05-01"
 @pytest.fixture(scope="module")
 def stack(champion, airflow_db, tmp_path_factory, demo_config_path):
     """The fixture champion, a scoring config pointing at temporary folders, three partitions."""
-    from airflow_mlops.core.data import write_parquet_atomic
-    from airflow_mlops.core.demo_data import generate
+    from airflow_mlops.core.data.io import write_parquet_atomic
+    from airflow_mlops.devstack.demo_data import generate
 
     root = tmp_path_factory.mktemp("scoring")
     raw = yaml.safe_load(demo_config_path.read_text())
@@ -91,8 +91,8 @@ def test_partitions_are_scored_with_one_pinned_version_and_bad_rows_rejected(sta
 
 
 def test_a_broken_partition_fails_alone_and_the_summary_names_it(stack):
-    from airflow_mlops.core.data import write_parquet_atomic
-    from airflow_mlops.core.demo_data import generate
+    from airflow_mlops.core.data.io import write_parquet_atomic
+    from airflow_mlops.devstack.demo_data import generate
 
     broken = stack["day"] / "part-2.parquet"
     write_parquet_atomic(generate(500, seed=13).drop(columns=["age"]), str(broken))

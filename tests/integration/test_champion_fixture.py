@@ -8,7 +8,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_champion_fixture_is_promoted_with_reference_sample(champion):
-    from airflow_mlops.core import registry
+    from airflow_mlops.core.registry import versions as registry
 
     version = registry.get_version(champion["tracking"], "fixture_churn", "champion")
     assert version is not None

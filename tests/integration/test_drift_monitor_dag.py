@@ -21,8 +21,8 @@ def monitored(champion, airflow_db, mlflow_server, tmp_path_factory):
     """A config for the fixture model whose monitoring layout holds three days of scored data."""
     import yaml
 
-    from airflow_mlops.core.data import write_parquet_atomic
-    from airflow_mlops.core.demo_data import generate
+    from airflow_mlops.core.data.io import write_parquet_atomic
+    from airflow_mlops.devstack.demo_data import generate
 
     root = tmp_path_factory.mktemp("monitoring")
     version = champion["registered"]["version"]
@@ -67,7 +67,7 @@ def _events():
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    from airflow_mlops.assets import drift_asset
+    from airflow_mlops.dags.assets import drift_asset
 
     with create_session() as session:
         rows = session.scalars(
@@ -84,7 +84,7 @@ def _check_state(run):
 
 
 def test_drift_event_only_after_two_consecutive_drifting_windows(monitored):
-    from airflow_mlops.core import registry
+    from airflow_mlops.core.registry import versions as registry
 
     tracking = monitored["tracking"]
     before = len(_events())

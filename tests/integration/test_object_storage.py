@@ -72,7 +72,7 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
 @pytest.fixture(scope="module")
 def mlflow_s3(s3: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``mlflow server`` as in docker-compose.yaml: artifacts proxied to ``s3://mlflow/``."""
-    from airflow_mlops.devstack import MLflowServer
+    from airflow_mlops.devstack.stack import MLflowServer
 
     root = tmp_path_factory.mktemp("mlflow-s3")
     with MLflowServer(root, artifacts_destination="s3://mlflow/") as server:
@@ -81,7 +81,7 @@ def mlflow_s3(s3: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
 
 def _config(data_uri: str, work_dir: str):
     """The demo config on S3, with a fast linear model (the suite stays quick)."""
-    from airflow_mlops.core.config import load_config
+    from airflow_mlops.core.config.model import load_config
     from tests.conftest import REPO
 
     base = load_config(REPO / "dags" / "configs" / "demo_churn.yaml")
@@ -103,9 +103,10 @@ def test_training_steps_read_and_write_s3_and_mlflow_keeps_artifacts_in_the_buck
 ) -> None:
     import fsspec
 
-    from airflow_mlops.core import registry, steps
-    from airflow_mlops.core.demo_data import write_dataset
-    from airflow_mlops.core.tracking import TrackingConfig
+    from airflow_mlops.core.pipeline import steps
+    from airflow_mlops.core.registry import versions as registry
+    from airflow_mlops.core.registry.tracking import TrackingConfig
+    from airflow_mlops.devstack.demo_data import write_dataset
 
     fs = fsspec.filesystem("s3")
     write_dataset("s3://mlops/data/s3_churn/train.parquet", rows=ROWS, seed=0)
@@ -176,8 +177,8 @@ def flow(
     """
     import yaml
 
-    from airflow_mlops.core.demo_data import write_dataset
-    from airflow_mlops.core.tracking import TrackingConfig
+    from airflow_mlops.core.registry.tracking import TrackingConfig
+    from airflow_mlops.devstack.demo_data import write_dataset
     from tests.conftest import REPO
 
     write_dataset(f"{BUCKET}/data/{FLOW}/train.parquet", rows=TRAIN_ROWS, seed=0)
@@ -248,7 +249,7 @@ def test_training_dag_on_s3_registers_a_champion_whose_artifacts_are_in_the_buck
     import fsspec
     import pyarrow.parquet as pq
 
-    from airflow_mlops.core import registry
+    from airflow_mlops.core.registry import versions as registry
 
     fs = fsspec.filesystem("s3")
     run = _dag("ml_training.py", "ml_training").test()
@@ -269,7 +270,7 @@ def test_training_dag_on_s3_registers_a_champion_whose_artifacts_are_in_the_buck
     assert tags["mlops.evaluation.passed"] == "true"
 
     # The run folder: every step's file, nothing half-written left behind.
-    from airflow_mlops.core.steps import run_dir
+    from airflow_mlops.core.pipeline.steps import run_dir
 
     folder = run_dir(f"{BUCKET}/work", "ml_training", run.run_id).removeprefix("s3://")
     assert {p.rsplit("/", 1)[-1] for p in fs.find(folder)} == {
@@ -308,8 +309,8 @@ def _write_day(day: str, seed: int, shift: float = 0.0) -> None:
     """Two partitions of one day in the scoring input; part-1 has two rows that must be rejected."""
     import numpy as np
 
-    from airflow_mlops.core.data import write_parquet_atomic
-    from airflow_mlops.core.demo_data import generate
+    from airflow_mlops.core.data.io import write_parquet_atomic
+    from airflow_mlops.devstack.demo_data import generate
 
     folder = f"{BUCKET}/incoming/{FLOW}/date={day}"
     write_parquet_atomic(generate(3_000, seed=seed, shift=shift), f"{folder}/part-0.parquet")
@@ -331,8 +332,8 @@ def test_scoring_dag_on_s3_writes_outputs_rejects_and_samples_equal_to_local_sco
     import fsspec
     import pandas as pd
 
-    from airflow_mlops.core.model_ref import resolve_model
-    from airflow_mlops.core.scoring import score_partition
+    from airflow_mlops.core.model.reference import resolve_model
+    from airflow_mlops.core.scoring.partition import score_partition
 
     fs = fsspec.filesystem("s3")
     _write_day(DAY, seed=11)
@@ -381,7 +382,7 @@ def test_drift_monitor_reads_the_s3_monitoring_layout_and_logs_its_report_to_the
 ) -> None:
     import fsspec
 
-    from airflow_mlops.core import registry
+    from airflow_mlops.core.registry import versions as registry
 
     fs = fsspec.filesystem("s3")
     _write_day(DRIFT_DAY, seed=21, shift=1.5)
@@ -416,7 +417,7 @@ def _drift_events() -> list[dict]:
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    from airflow_mlops.assets import drift_asset
+    from airflow_mlops.dags.assets import drift_asset
 
     with create_session() as session:
         rows = session.scalars(
@@ -434,7 +435,7 @@ def _error_lines(text: str, task: str) -> list[str]:
 
 
 def test_training_dag_on_a_missing_s3_key_fails_at_prepare_naming_the_uri(flow, capsys) -> None:
-    from airflow_mlops.core import registry
+    from airflow_mlops.core.registry import versions as registry
 
     missing = f"{BUCKET}/data/{FLOW}/2024-06-03/train.parquet"
     before = len(registry.search_versions(flow["tracking"], FLOW))
@@ -456,9 +457,9 @@ def test_scoring_dag_sees_partitions_landed_by_another_client_and_names_empty_on
     import boto3
     import fsspec
 
-    from airflow_mlops.core.data import write_parquet_atomic
-    from airflow_mlops.core.demo_data import generate
-    from airflow_mlops.core.scoring_runs import list_partitions
+    from airflow_mlops.core.data.io import write_parquet_atomic
+    from airflow_mlops.core.scoring.runs import list_partitions
+    from airflow_mlops.devstack.demo_data import generate
 
     fs = fsspec.filesystem("s3")
     base = f"{BUCKET}/incoming/{FLOW}"
@@ -499,9 +500,9 @@ def test_a_file_rewritten_by_another_client_is_read_afresh(s3: dict[str, str]) -
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from airflow_mlops.core.data import fingerprint, load_frame, write_parquet_atomic
-    from airflow_mlops.core.demo_data import generate
-    from airflow_mlops.core.scoring_runs import list_partitions
+    from airflow_mlops.core.data.io import fingerprint, load_frame, write_parquet_atomic
+    from airflow_mlops.core.scoring.runs import list_partitions
+    from airflow_mlops.devstack.demo_data import generate
 
     base = f"{BUCKET}/incoming/rewritten"
     uri = f"{base}/date={DAY}/part-0.parquet"
@@ -523,7 +524,7 @@ def test_credentials_and_endpoint_from_an_airflow_connection_alone(
     import fsspec.config
     import s3fs
 
-    from airflow_mlops.core.demo_data import write_dataset
+    from airflow_mlops.devstack.demo_data import write_dataset
 
     data = f"{BUCKET}/data/{FLOW}/conn-only/train.parquet"
     write_dataset(data, rows=ROWS, seed=3)  # written with the environment's credentials

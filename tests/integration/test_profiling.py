@@ -24,7 +24,7 @@ TINY = {
 @pytest.fixture(scope="module")
 def profiled(champion):
     """The champion profiled once through the core function."""
-    from airflow_mlops.core.profiling import profile_registered
+    from airflow_mlops.core.profiling.profile import profile_registered
 
     config = replace(champion["config"], profiling=TINY)
     result = profile_registered(champion["tracking"], config, config.name, "champion")
@@ -34,8 +34,8 @@ def profiled(champion):
 def test_profile_is_recorded_on_the_version(profiled):
     import mlflow
 
-    from airflow_mlops.core import registry
-    from airflow_mlops.core.profiling import TAG_KEYS
+    from airflow_mlops.core.profiling.profile import TAG_KEYS
+    from airflow_mlops.core.registry import versions as registry
 
     champion, result = profiled
     tracking, registered = champion["tracking"], champion["registered"]
@@ -79,7 +79,7 @@ def test_result_carries_the_slo_verdict_for_promotion(profiled):
 
 
 def test_unknown_version_is_named(champion):
-    from airflow_mlops.core.profiling import ProfilingError, profile_registered
+    from airflow_mlops.core.profiling.profile import ProfilingError, profile_registered
 
     with pytest.raises(ProfilingError, match="fixture_churn 999: no such version"):
         profile_registered(champion["tracking"], champion["config"], "fixture_churn", "999")

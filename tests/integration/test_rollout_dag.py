@@ -32,8 +32,8 @@ def rollout_setup(champion, airflow_db, mlflow_server, mlops_home, tmp_path_fact
     """v1 champion and v2 candidate of ``MODEL``; a config whose rollout is local and quick."""
     import yaml
 
-    from airflow_mlops.core import registry
-    from airflow_mlops.devstack import free_port
+    from airflow_mlops.core.registry import versions as registry
+    from airflow_mlops.devstack.stack import free_port
     from tests.conftest import register_copies
 
     config = replace(champion["config"], name=MODEL)
@@ -91,7 +91,7 @@ def _stop_left_server(work) -> None:
 
 def _load_when_up(url: str, tracking, version: str, features: list[str], stop: threading.Event):
     """Wait for the server the DAG starts, then send bounded load until told to stop."""
-    from airflow_mlops.core.rollout.local import LoadGenerator, reference_rows
+    from airflow_mlops.core.rollout.targets.local import LoadGenerator, reference_rows
 
     deadline = time.monotonic() + 600
     while not stop.is_set() and time.monotonic() < deadline:
@@ -115,7 +115,7 @@ def test_rollout_dag_starts_the_champion_as_baseline_and_promotes_after_the_last
 ) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
-    from airflow_mlops.core import registry
+    from airflow_mlops.core.registry import versions as registry
     from airflow_mlops.core.rollout import records
     from tests.conftest import REPO
 
@@ -158,13 +158,13 @@ def test_rollout_dag_starts_the_champion_as_baseline_and_promotes_after_the_last
 
     # What the run left serving stops on request (`make airflow` does this on exit), and its
     # versions stop counting as live.
-    from airflow_mlops.core.rollout.local import stop_recorded_servers
+    from airflow_mlops.core.rollout.targets.local import stop_recorded_servers
 
     state = rollout_setup["work"] / MODEL / "server.json"
     pid = json.loads(state.read_text())["pid"]
     assert stop_recorded_servers(tracking, root=rollout_setup["work"]) == [MODEL]
     assert not state.exists()
-    from airflow_mlops.core.rollout.local import _is_our_server
+    from airflow_mlops.core.rollout.targets.local import _is_our_server
 
     assert not _is_our_server(pid)
     assert records.deployments(tracking, MODEL, v2) == []

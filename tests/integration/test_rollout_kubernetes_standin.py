@@ -157,7 +157,7 @@ def standin():
 @pytest.fixture(scope="module")
 def registered(mlflow_server):
     """Three bare registry versions (no artifacts: the target only needs tags and images)."""
-    from airflow_mlops.core.tracking import TrackingConfig
+    from airflow_mlops.core.registry.tracking import TrackingConfig
 
     tracking = TrackingConfig(tracking_uri=mlflow_server)
     client = tracking.client()
@@ -171,8 +171,8 @@ def registered(mlflow_server):
 
 
 def _target(standin, tracking, **kube):
-    from airflow_mlops.core.rollout.kubernetes import KubernetesTarget
     from airflow_mlops.core.rollout.policy import RolloutPolicy
+    from airflow_mlops.core.rollout.targets.kubernetes import KubernetesTarget
 
     policy = RolloutPolicy.from_dict(
         {
@@ -206,7 +206,7 @@ def _validate_sent(standin):
 
 
 def test_kubernetes_target_against_standin_api_server_rolls_out_and_promotes(standin, registered):
-    from airflow_mlops.core import registry
+    from airflow_mlops.core.registry import versions as registry
     from airflow_mlops.core.rollout import records
     from airflow_mlops.core.rollout.runner import run_rollout
 

@@ -22,7 +22,7 @@ MODEL = "fixture_churn_rollout"
 @pytest.fixture(scope="module")
 def versions(champion, mlops_home):
     """v1 (champion), v2 and v3 of ``fixture_churn_rollout``; the same fitted pipeline."""
-    from airflow_mlops.core import registry
+    from airflow_mlops.core.registry import versions as registry
     from tests.conftest import register_copies
 
     tracking = champion["tracking"]
@@ -49,7 +49,7 @@ def _policy(tmp_path, **overrides):
 
 
 def _load(target, tracking, version):
-    from airflow_mlops.core.rollout.local import LoadGenerator, reference_rows
+    from airflow_mlops.core.rollout.targets.local import LoadGenerator, reference_rows
 
     meta = json.loads((target.model_folder(version) / "model.json").read_text())
     rows = reference_rows(
@@ -59,10 +59,10 @@ def _load(target, tracking, version):
 
 
 def test_local_rollout_shifts_weights_live_then_promotes_after_last_step(versions, tmp_path):
-    from airflow_mlops.core import registry
+    from airflow_mlops.core.registry import versions as registry
     from airflow_mlops.core.rollout import records
-    from airflow_mlops.core.rollout.local import LocalTarget
     from airflow_mlops.core.rollout.runner import run_rollout
+    from airflow_mlops.core.rollout.targets.local import LocalTarget
 
     tracking = versions["tracking"]
     v1, v2, _ = versions["versions"]
@@ -107,10 +107,10 @@ def test_local_rollout_shifts_weights_live_then_promotes_after_last_step(version
 
 
 def test_local_rollout_rolls_back_on_a_failed_threshold_with_the_reason(versions, tmp_path):
-    from airflow_mlops.core import registry
+    from airflow_mlops.core.registry import versions as registry
     from airflow_mlops.core.rollout import records
-    from airflow_mlops.core.rollout.local import LocalTarget
     from airflow_mlops.core.rollout.runner import run_rollout
+    from airflow_mlops.core.rollout.targets.local import LocalTarget
 
     tracking = versions["tracking"]
     _, v2, v3 = versions["versions"]
@@ -136,9 +136,9 @@ def test_local_rollout_rolls_back_on_a_failed_threshold_with_the_reason(versions
 
 
 def test_local_canary_with_corrupt_onnx_never_gets_traffic(versions, tmp_path):
-    from airflow_mlops.core import registry
-    from airflow_mlops.core.rollout.local import LocalTarget
+    from airflow_mlops.core.registry import versions as registry
     from airflow_mlops.core.rollout.runner import run_rollout
+    from airflow_mlops.core.rollout.targets.local import LocalTarget
 
     tracking = versions["tracking"]
     _, v2, v3 = versions["versions"]

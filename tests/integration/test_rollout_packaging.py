@@ -27,7 +27,7 @@ def _free_port() -> int:
 
 def test_build_context_of_the_champion_and_run_it_locally(champion, tmp_path):
     pytest.importorskip("airflow_mlops.serving", reason="the scoring server package is not here")
-    from airflow_mlops.core import packaging
+    from airflow_mlops.core.packaging import context as packaging
 
     name, version = "fixture_churn", champion["registered"]["version"]
     ctx = packaging.build_context(champion["tracking"], name, version, tmp_path / "ctx")

@@ -105,8 +105,8 @@ def _image_modules(requirements: Path) -> set[str]:
 
 @pytest.fixture(scope="module")
 def stack(champion, airflow_db, tmp_path_factory, demo_config_path):
-    from airflow_mlops.core.data import write_parquet_atomic
-    from airflow_mlops.core.demo_data import generate
+    from airflow_mlops.core.data.io import write_parquet_atomic
+    from airflow_mlops.devstack.demo_data import generate
 
     root = tmp_path_factory.mktemp("k8s-scoring")
     day = root / "lake" / "incoming" / f"date={DAY}"
@@ -197,8 +197,8 @@ def planned(stack):
 def test_the_dag_plans_pods_of_the_pinned_version_up_to_the_cluster_boundary(stack, planned):
     from kubernetes.client import ApiClient
 
-    from airflow_mlops.core import registry
-    from airflow_mlops.core.scoring_pod import KubernetesScoringSpec, pod_resources
+    from airflow_mlops.core.registry import versions as registry
+    from airflow_mlops.core.scoring.pod import KubernetesScoringSpec, pod_resources
 
     plan, version = planned["plan"], stack["version"]
     assert len(plan) == 2
@@ -232,7 +232,7 @@ def test_the_dag_plans_pods_of_the_pinned_version_up_to_the_cluster_boundary(sta
 @pytest.fixture(scope="module")
 def image_env(stack):
     """The build context's wheel in a folder, and an environment limited to the image's pins."""
-    from airflow_mlops.core import packaging
+    from airflow_mlops.core.packaging import context as packaging
 
     champion = stack["champion"]
     ctx = packaging.build_context(
@@ -282,13 +282,13 @@ def test_the_image_environment_has_the_wheel_and_not_airflow_mlflow_or_onnx(imag
 def test_the_container_command_scores_like_the_worker_without_cluster_or_docker(
     stack, planned, image_env, index
 ):
-    from airflow_mlops.core.model_ref import resolve_model
-    from airflow_mlops.core.scoring import score_partition
-    from airflow_mlops.core.scoring_container import (
+    from airflow_mlops.core.model.reference import resolve_model
+    from airflow_mlops.core.scoring.container import (
         CONTAINER_COMMAND,
         CONTAINER_MODEL_DIR,
         XCOM_RETURN_FILE,
     )
+    from airflow_mlops.core.scoring.partition import score_partition
 
     root, version = stack["root"], stack["version"]
     xcom = root / f"xcom-{index}" / "return.json"

@@ -35,7 +35,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def model_folder(champion, tmp_path_factory) -> Path:
     """The champion's ONNX file and metadata as a model folder (what packaging ships)."""
-    from airflow_mlops.core import registry
+    from airflow_mlops.core.registry import versions as registry
     from airflow_mlops.serving.models import meta_from_mlmodel, write_model_folder
 
     version = champion["registered"]["version"]

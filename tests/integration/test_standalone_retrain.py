@@ -32,8 +32,8 @@ def _wait(predicate, timeout, what, airflow):
 def standalone(tmp_path_factory):
     """Its own MLOPS_HOME and MLflow server: the versions and events it makes stay out of the
     other tests' registry (they count versions of the same model)."""
-    from airflow_mlops.core.demo_data import write_dataset
-    from airflow_mlops.devstack import AirflowStandalone, MLflowServer, airflow_env
+    from airflow_mlops.devstack.demo_data import write_dataset
+    from airflow_mlops.devstack.stack import AirflowStandalone, MLflowServer, airflow_env
 
     home = tmp_path_factory.mktemp("standalone-home")
     write_dataset(str(home / "data" / "demo_churn" / "train.parquet"), rows=20_000, seed=0)
@@ -48,9 +48,9 @@ def standalone(tmp_path_factory):
 
 
 def test_drift_asset_event_starts_a_training_run_that_registers(standalone):
-    from airflow_mlops.assets import drift_asset
-    from airflow_mlops.core import registry
-    from airflow_mlops.core.tracking import TrackingConfig
+    from airflow_mlops.core.registry import versions as registry
+    from airflow_mlops.core.registry.tracking import TrackingConfig
+    from airflow_mlops.dags.assets import drift_asset
 
     tracking = TrackingConfig(tracking_uri=standalone.mlflow_url)
     before = {v.version for v in registry.search_versions(tracking, MODEL)}

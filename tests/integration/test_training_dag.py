@@ -50,14 +50,14 @@ def _events(mlops_home, kind):
 @pytest.fixture(scope="module")
 def stack(mlflow_server, airflow_db, mlops_home, tmp_path_factory, webhook):
     """Airflow pointed at the MLflow server through an ``mlflow`` connection, demo data ready."""
-    from airflow_mlops.core.demo_data import write_dataset
+    from airflow_mlops.devstack.demo_data import write_dataset
 
     data = tmp_path_factory.mktemp("data")
     write_dataset(str(mlops_home / "data" / "demo_churn" / "train.parquet"), rows=20_000, seed=0)
     os.environ["AIRFLOW_CONN_MLFLOW_DEFAULT"] = json.dumps(
         {"conn_type": "mlflow", "host": mlflow_server}
     )
-    from airflow_mlops.core.tracking import TrackingConfig
+    from airflow_mlops.core.registry.tracking import TrackingConfig
 
     yield {"tracking": TrackingConfig(tracking_uri=mlflow_server), "data": data, "home": mlops_home}
     os.environ.pop("AIRFLOW_CONN_MLFLOW_DEFAULT", None)
@@ -78,7 +78,7 @@ def _states(run):
 
 
 def test_first_run_registers_and_promotes_v1(stack):
-    from airflow_mlops.core import registry
+    from airflow_mlops.core.registry import versions as registry
 
     run = _dag().test()
     assert str(run.state) == "success", _states(run)
@@ -113,10 +113,10 @@ def test_first_run_recorded_lifecycle_events(stack, mlops_home, webhook):
 def test_champion_loads_with_pyfunc_and_onnx_runtime_with_native_parity(stack):
     import mlflow
 
-    from airflow_mlops.core import registry
-    from airflow_mlops.core.config import load_config
-    from airflow_mlops.core.data import load_frame
-    from airflow_mlops.core.onnx import load_session, predict_proba_onnx
+    from airflow_mlops.core.config.model import load_config
+    from airflow_mlops.core.data.io import load_frame
+    from airflow_mlops.core.registry import versions as registry
+    from airflow_mlops.core.training.convert import load_session, predict_proba_onnx
     from tests.conftest import REPO
 
     tracking = stack["tracking"]
@@ -140,9 +140,9 @@ def test_champion_loads_with_pyfunc_and_onnx_runtime_with_native_parity(stack):
 
 def test_second_run_on_worse_data_registers_v2_but_keeps_champion(stack):
     """Labels shuffled: the challenger falls below the roc_auc threshold and is rejected."""
-    from airflow_mlops.core import registry
-    from airflow_mlops.core.data import write_parquet_atomic
-    from airflow_mlops.core.demo_data import generate
+    from airflow_mlops.core.data.io import write_parquet_atomic
+    from airflow_mlops.core.registry import versions as registry
+    from airflow_mlops.devstack.demo_data import generate
 
     frame = generate(20_000, seed=1)
     frame["churned"] = np.random.default_rng(0).permutation(frame["churned"].to_numpy())
@@ -168,9 +168,9 @@ def test_second_run_on_worse_data_registers_v2_but_keeps_champion(stack):
 
 
 def test_bad_input_fails_at_prepare_and_registers_nothing(stack):
-    from airflow_mlops.core import registry
-    from airflow_mlops.core.data import write_parquet_atomic
-    from airflow_mlops.core.demo_data import generate
+    from airflow_mlops.core.data.io import write_parquet_atomic
+    from airflow_mlops.core.registry import versions as registry
+    from airflow_mlops.devstack.demo_data import generate
 
     frame = generate(2_000, seed=2).drop(columns=["monthly_charges"])
     bad = str(stack["data"] / "missing_column.parquet")

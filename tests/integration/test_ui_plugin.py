@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from airflow_mlops.devstack import REPO_ROOT, airflow_env, free_port, stop_group, wait_healthy
+from airflow_mlops.devstack.stack import REPO_ROOT, airflow_env, free_port, stop_group, wait_healthy
 
 pytestmark = pytest.mark.integration
 

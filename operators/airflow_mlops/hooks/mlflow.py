@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from airflow_mlops.core.tracking import TrackingConfig
+from airflow_mlops.core.registry.tracking import TrackingConfig
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient

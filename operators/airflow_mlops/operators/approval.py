@@ -82,7 +82,7 @@ class ModelApprovalOperator(MLOpsBaseOperator, ApprovalOperator):
         self.on_timeout = on_timeout
 
     def _version(self) -> Any:
-        from airflow_mlops.core import registry
+        from airflow_mlops.core.registry import versions as registry
 
         config = self.model_config()
         ref = self.model
@@ -98,7 +98,7 @@ class ModelApprovalOperator(MLOpsBaseOperator, ApprovalOperator):
         return found
 
     def execute(self, context: Any) -> Any:
-        from airflow_mlops.core.approval import approval_body
+        from airflow_mlops.core.pipeline.approval import approval_body
 
         if self.gate not in GATES:
             raise ValueError(f"gate must be one of {list(GATES)}, got {self.gate!r}")
@@ -131,8 +131,8 @@ class ModelApprovalOperator(MLOpsBaseOperator, ApprovalOperator):
         return super().execute(context)
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
-        from airflow_mlops.core import registry
-        from airflow_mlops.core.approval import decision_tags
+        from airflow_mlops.core.pipeline.approval import decision_tags
+        from airflow_mlops.core.registry import versions as registry
 
         if "error" not in event:
             chosen = list(event.get("chosen_options") or [])

@@ -10,8 +10,8 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 if TYPE_CHECKING:
-    from airflow_mlops.core.config import ModelConfig
-    from airflow_mlops.core.tracking import TrackingConfig
+    from airflow_mlops.core.config.model import ModelConfig
+    from airflow_mlops.core.registry.tracking import TrackingConfig
 
 T = TypeVar("T")
 # How long a task waits for MLflow's /health before failing the try.
@@ -59,7 +59,7 @@ class MLOpsBaseOperator(BaseOperator):
         configure_object_storage(self.storage_conn_id)
 
     def model_config(self) -> ModelConfig:
-        from airflow_mlops.core.config import ConfigError, config_from_dict, load_config
+        from airflow_mlops.core.config.model import ConfigError, config_from_dict, load_config
 
         try:
             if isinstance(self.config, dict):
@@ -81,7 +81,7 @@ class MLOpsBaseOperator(BaseOperator):
         return config
 
     def run_folder(self, config: ModelConfig, context: Any) -> str:
-        from airflow_mlops.core.steps import run_dir
+        from airflow_mlops.core.pipeline.steps import run_dir
 
         base = self.work_dir or config.work_dir
         if not base:
@@ -91,10 +91,10 @@ class MLOpsBaseOperator(BaseOperator):
     def call_core(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a core step; errors that a retry cannot fix (bad data, a failed gate) fail the
         task at once instead of burning its retries."""
-        from airflow_mlops.core.config import ConfigError
-        from airflow_mlops.core.data import DataError
-        from airflow_mlops.core.steps import GateFailed
-        from airflow_mlops.core.training import TrainingError
+        from airflow_mlops.core.config.model import ConfigError
+        from airflow_mlops.core.data.io import DataError
+        from airflow_mlops.core.pipeline.steps import GateFailed
+        from airflow_mlops.core.training.pipeline import TrainingError
 
         permanent = (GateFailed, ConfigError, DataError, TrainingError)
         try:

@@ -23,7 +23,7 @@ class PrepareDataOperator(MLOpsBaseOperator):
         self.data_uri = data_uri
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_mlops.core import steps
+        from airflow_mlops.core.pipeline import steps
 
         config = self.model_config()
         out_dir = self.run_folder(config, context)
@@ -64,7 +64,7 @@ class ValidateDataOperator(MLOpsBaseOperator):
         self.data_uri = data_uri
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_mlops.core import steps
+        from airflow_mlops.core.pipeline import steps
 
         config = self.model_config()
         data_uri = self.data_uri or (self.prepared or {}).get("train_uri") or config.data.uri

@@ -32,7 +32,7 @@ class DriftCheckOperator(MLOpsBaseOperator):
     the streak of drifting windows kept on the model version. Returns a small summary (status,
     confirmed, drifted columns, share, prediction drift, report URI, run id).
 
-    When the task has ``outlets`` (e.g. ``airflow_mlops.assets.drift_asset(name)``), their
+    When the task has ``outlets`` (e.g. ``airflow_mlops.dags.assets.drift_asset(name)``), their
     Asset events carry the summary in ``extra`` and happen only on *confirmed* drift: without
     it the task pushes its summary to XCom and ends *skipped*, because Airflow records an event
     for every outlet of a successful task.
@@ -65,7 +65,7 @@ class DriftCheckOperator(MLOpsBaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-        from airflow_mlops.core.drift_monitor import NothingToMonitor, monitor
+        from airflow_mlops.core.drift.monitor import NothingToMonitor, monitor
 
         config = self.model_config()
         tracking = self.tracking()

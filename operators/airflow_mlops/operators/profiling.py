@@ -35,7 +35,7 @@ class ProfileModelOperator(MLOpsBaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from airflow_mlops.core.profiling import (
+        from airflow_mlops.core.profiling.profile import (
             ProfilingError,
             parse_model_ref,
             profile_registered,

@@ -51,7 +51,7 @@ class RegisterModelOperator(MLOpsBaseOperator):
         self.converted = converted
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_mlops.core import steps
+        from airflow_mlops.core.pipeline import steps
 
         config = self.model_config()
         version = self.call_core(
@@ -133,7 +133,7 @@ class PromoteModelOperator(MLOpsBaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from airflow_mlops.core import steps
+        from airflow_mlops.core.pipeline import steps
 
         config = self.model_config()
         MLflowModelVersionLink.persist(context, self.registered.get("version_url"))

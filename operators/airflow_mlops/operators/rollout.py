@@ -11,7 +11,7 @@ from airflow_mlops.links.rollout import RolloutEndpointLink, ServingImageLink
 from airflow_mlops.operators.base import MLOpsBaseOperator, Result
 
 if TYPE_CHECKING:
-    from airflow_mlops.core.config import ModelConfig
+    from airflow_mlops.core.config.model import ModelConfig
     from airflow_mlops.core.rollout.policy import RolloutPolicy
     from airflow_mlops.core.rollout.runner import Target
 
@@ -22,7 +22,7 @@ class _RolloutOperator(MLOpsBaseOperator):
     ui_color = "#eef7e8"
 
     def policy(self, config: ModelConfig) -> RolloutPolicy:
-        from airflow_mlops.core.config import ConfigError
+        from airflow_mlops.core.config.model import ConfigError
         from airflow_mlops.core.rollout.policy import RolloutPolicy
 
         try:
@@ -90,7 +90,8 @@ class PackageModelOperator(_RolloutOperator):
         self.image_registry = image_registry
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_mlops.core import packaging, registry
+        from airflow_mlops.core.packaging import context as packaging
+        from airflow_mlops.core.registry import versions as registry
 
         config = self.model_config()
         tracking = self.tracking()
@@ -167,8 +168,8 @@ class DeployCanaryOperator(_RolloutOperator):
     def _champion_to_start(self, target: Any, name: str, canary: str) -> str | None:
         """With no server running locally, the registry's champion is the baseline: the local
         target starts it first, so the canary is still compared with what it replaces."""
-        from airflow_mlops.core import registry
-        from airflow_mlops.core.rollout.local import LocalTarget
+        from airflow_mlops.core.registry import versions as registry
+        from airflow_mlops.core.rollout.targets.local import LocalTarget
 
         if not isinstance(target, LocalTarget):
             return None

@@ -37,8 +37,12 @@ class ResolveModelOperator(MLOpsBaseOperator):
         self.model = model
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_mlops.core.model_ref import ModelRefError, parse_reference, resolve_version
-        from airflow_mlops.core.scoring import ScoringSpec
+        from airflow_mlops.core.model.reference import (
+            ModelRefError,
+            parse_reference,
+            resolve_version,
+        )
+        from airflow_mlops.core.scoring.partition import ScoringSpec
 
         config = self.model_config()
         spec = self.call_core(ScoringSpec.from_dict, config.scoring, f"task {self.task_id}")
@@ -115,8 +119,8 @@ class BatchScoreOperator(MLOpsBaseOperator):
         self.key_columns = key_columns
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_mlops.core.model_ref import ModelRefError, parse_reference, resolve_model
-        from airflow_mlops.core.scoring import (
+        from airflow_mlops.core.model.reference import ModelRefError, parse_reference, resolve_model
+        from airflow_mlops.core.scoring.partition import (
             ScoringError,
             ScoringSpec,
             partition_target,
@@ -215,9 +219,9 @@ class PlanScoringPodsOperator(MLOpsBaseOperator):
         self.key_columns = key_columns
 
     def execute(self, context: Any) -> list[dict[str, Any]]:
-        from airflow_mlops.core import registry
-        from airflow_mlops.core.scoring import ScoringError, ScoringSpec
-        from airflow_mlops.core.scoring_pod import plan_pods
+        from airflow_mlops.core.registry import versions as registry
+        from airflow_mlops.core.scoring.partition import ScoringError, ScoringSpec
+        from airflow_mlops.core.scoring.pod import plan_pods
 
         config = self.model_config()
         spec = self.call_core(ScoringSpec.from_dict, config.scoring, f"task {self.task_id}")
@@ -263,8 +267,8 @@ def scoring_pod_partial(kube: Any, model_name: str) -> dict[str, Any]:
     from airflow.providers.cncf.kubernetes.secret import Secret
     from kubernetes.client import models as k8s
 
-    from airflow_mlops.core.rollout.manifests import slug
-    from airflow_mlops.core.scoring_container import CONTAINER_COMMAND
+    from airflow_mlops.core.rollout.targets.manifests import slug
+    from airflow_mlops.core.scoring.container import CONTAINER_COMMAND
 
     secrets = [
         Secret("env", name, *str(ref).split("/", 1)) for name, ref in kube.secret_env.items()

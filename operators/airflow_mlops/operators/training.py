@@ -21,7 +21,7 @@ class TrainModelOperator(MLOpsBaseOperator):
         self.prepared = prepared
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_mlops.core import steps
+        from airflow_mlops.core.pipeline import steps
 
         config = self.model_config()
         trained = self.call_core(
@@ -52,7 +52,7 @@ class EvaluateModelOperator(MLOpsBaseOperator):
         self.trained = trained
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_mlops.core import steps
+        from airflow_mlops.core.pipeline import steps
 
         config = self.model_config()
         result = self.call_core(
@@ -82,8 +82,8 @@ class ConvertToOnnxOperator(MLOpsBaseOperator):
         self.trained = trained
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_mlops.core import steps
-        from airflow_mlops.core.onnx import ConversionError
+        from airflow_mlops.core.pipeline import steps
+        from airflow_mlops.core.training.convert import ConversionError
 
         config = self.model_config()
         out_dir = self.run_folder(config, context)

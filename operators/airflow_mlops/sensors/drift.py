@@ -36,7 +36,7 @@ class DriftSensor(MLOpsBaseOperator, BaseSensorOperator):
         self.ref = ref
 
     def poke(self, context: Any) -> PokeReturnValue | bool:
-        from airflow_mlops.core.drift_monitor import monitor, pending_window
+        from airflow_mlops.core.drift.monitor import monitor, pending_window
 
         config = self.model_config()
         tracking = self.tracking()

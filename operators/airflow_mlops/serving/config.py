@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from airflow_mlops.core.config import ConfigError, check_keys
+from airflow_mlops.core.config.model import ConfigError, check_keys
 
 __all__ = [
     "AdminSpec",

@@ -178,8 +178,8 @@ def _download(
     source: str, tracking_uri: str | None, cache_dir: str | None
 ) -> tuple[ModelMeta, Path]:
     """Download a registered version (lazy mlflow import); read its metadata."""
-    from airflow_mlops.core import registry
-    from airflow_mlops.core.tracking import TrackingConfig
+    from airflow_mlops.core.registry import versions as registry
+    from airflow_mlops.core.registry.tracking import TrackingConfig
 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:

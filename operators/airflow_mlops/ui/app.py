@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from airflow_mlops.core.tracking import TrackingConfig
+from airflow_mlops.core.registry.tracking import TrackingConfig
 from airflow_mlops.ui import overview, render
 
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from airflow_mlops.core.tracking import TrackingConfig
+from airflow_mlops.core.registry.tracking import TrackingConfig
 
 PREFIX = "mlops."
 # Shown first, in this order, when present; every other mlops.metric.* tag follows.
@@ -209,7 +209,7 @@ def version_view(
 
 def _check_reachable(tracking: TrackingConfig, timeout: float) -> None:
     """Fail in ``timeout`` seconds, not after MLflow's minutes of retries, when it is down."""
-    from airflow_mlops.core.tracking import MLflowUnreachable
+    from airflow_mlops.core.registry.tracking import MLflowUnreachable
 
     try:
         tracking.check_reachable(timeout)

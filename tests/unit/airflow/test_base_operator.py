@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_mlops.core.config import ConfigError
-from airflow_mlops.core.data import DataError
-from airflow_mlops.core.steps import GateFailed
-from airflow_mlops.core.training import TrainingError
+from airflow_mlops.core.config.model import ConfigError
+from airflow_mlops.core.data.io import DataError
+from airflow_mlops.core.pipeline.steps import GateFailed
+from airflow_mlops.core.training.pipeline import TrainingError
 from airflow_mlops.operators.base import MLOpsBaseOperator
 
 
@@ -47,7 +47,7 @@ def test_a_dead_mlflow_fails_the_try_in_seconds_naming_the_server(monkeypatch) -
     import socket
     import time
 
-    from airflow_mlops.core.tracking import MLflowUnreachable
+    from airflow_mlops.core.registry.tracking import MLflowUnreachable
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

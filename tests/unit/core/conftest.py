@@ -13,10 +13,10 @@ REPO = Path(__file__).resolve().parents[3]
 @pytest.fixture(scope="session")
 def onnx_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A logistic regression on 3k demo rows, converted with the project's own converter."""
-    from airflow_mlops.core.config import load_config
-    from airflow_mlops.core.demo_data import generate
-    from airflow_mlops.core.onnx import convert_to_onnx
-    from airflow_mlops.core.training import build_pipeline
+    from airflow_mlops.core.config.model import load_config
+    from airflow_mlops.core.training.convert import convert_to_onnx
+    from airflow_mlops.core.training.pipeline import build_pipeline
+    from airflow_mlops.devstack.demo_data import generate
 
     config = load_config(REPO / "dags" / "configs" / "demo_churn.yaml")
     config = replace(

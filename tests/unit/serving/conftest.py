@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airflow_mlops.core.config import DataSpec, ModelConfig, TrainingSpec
-from airflow_mlops.core.onnx import convert_to_onnx
-from airflow_mlops.core.training import build_pipeline
+from airflow_mlops.core.config.model import DataSpec, ModelConfig, TrainingSpec
+from airflow_mlops.core.training.convert import convert_to_onnx
+from airflow_mlops.core.training.pipeline import build_pipeline
 from airflow_mlops.serving.models import write_model_folder
 
 NUMERIC = ("age", "income", "visits")

@@ -8,7 +8,7 @@ import socket
 from fastapi import Depends, HTTPException, Request
 from starlette.testclient import TestClient
 
-from airflow_mlops.core.tracking import TrackingConfig
+from airflow_mlops.core.registry.tracking import TrackingConfig
 from airflow_mlops.ui.app import create_app
 from airflow_mlops.ui.lazy import LazyASGIApp
 

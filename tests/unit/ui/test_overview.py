@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
 
-from airflow_mlops.core.tracking import TrackingConfig
+from airflow_mlops.core.registry.tracking import TrackingConfig
 from airflow_mlops.ui import overview
 
 NO_UI = TrackingConfig(tracking_uri="sqlite:///unused.db")

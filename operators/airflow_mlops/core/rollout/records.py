@@ -17,8 +17,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from airflow_mlops.core import registry
-from airflow_mlops.core.tracking import TrackingConfig
+from airflow_mlops.core.registry import versions as registry
+from airflow_mlops.core.registry.tracking import TrackingConfig
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from airflow_mlops.core import registry
+from airflow_mlops.core.registry import versions as registry
+from airflow_mlops.core.registry.tracking import TrackingConfig
 from airflow_mlops.core.rollout import records
 from airflow_mlops.core.rollout.analysis import Analysis, Snapshot, analyze
 from airflow_mlops.core.rollout.policy import RolloutPolicy
-from airflow_mlops.core.tracking import TrackingConfig
 
 log = logging.getLogger(__name__)
 
@@ -370,10 +370,10 @@ def make_target(
         (Airflow tasks); the demo and tests stop theirs.
     """
     if policy.target == "kubernetes":
-        from airflow_mlops.core.rollout.kubernetes import KubernetesTarget
+        from airflow_mlops.core.rollout.targets.kubernetes import KubernetesTarget
 
         return KubernetesTarget(policy.kubernetes, tracking, name, images=images)
-    from airflow_mlops.core.rollout.local import LocalTarget
+    from airflow_mlops.core.rollout.targets.local import LocalTarget
 
     return LocalTarget(policy.local, tracking, name, keep_running=keep_running)
 
@@ -405,7 +405,7 @@ def demo_rollout(
     """
     import json
 
-    from airflow_mlops.core.rollout.local import LoadGenerator, LocalTarget, reference_rows
+    from airflow_mlops.core.rollout.targets.local import LoadGenerator, LocalTarget, reference_rows
 
     policy = RolloutPolicy.from_dict(
         {"bake_seconds": 3, "min_requests": 50, **(raw_policy or {}), "target": "local"}

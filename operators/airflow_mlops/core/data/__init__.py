@@ -1,0 +1,1 @@
+"""Training data: reading, fingerprinting, splitting, and the Great Expectations checks."""

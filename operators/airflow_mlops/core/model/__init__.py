@@ -1,0 +1,1 @@
+"""The model artifact contract: ONNX feeds, model folders, ``models:/`` references, sessions."""

@@ -1,0 +1,1 @@
+"""A serving image per model version: build context, requirements, wheel, image build."""

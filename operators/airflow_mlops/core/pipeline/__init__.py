@@ -1,0 +1,1 @@
+"""The training lifecycle as steps: one function per step, each returning a typed result."""

@@ -1,0 +1,1 @@
+"""Profiling a model version: measurements, resource recommendations, the SLO verdict."""

@@ -1,0 +1,1 @@
+"""MLflow: tracking settings, registered versions with lineage, aliases."""

@@ -1,0 +1,1 @@
+"""Where versions run during a rollout: a local process or a Kubernetes Deployment."""

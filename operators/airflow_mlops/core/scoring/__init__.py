@@ -1,0 +1,1 @@
+"""Batch scoring with ONNX Runtime: one partition, its I/O, runs of partitions, pods."""

@@ -1,0 +1,1 @@
+"""Training: the pipeline, conversion to ONNX with parity, evaluation gates, importance."""

@@ -1,0 +1,1 @@
+"""The four lifecycle DAGs as factories over a model config, and the Assets between them."""

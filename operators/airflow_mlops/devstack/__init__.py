@@ -1,0 +1,1 @@
+"""The embedded stack behind ``make demo`` and ``make airflow`` (never imported by tasks)."""
