@@ -84,7 +84,8 @@ def test_first_run_registers_and_promotes_v1(stack):
     assert str(run.state) == "success", _states(run)
     champion = registry.get_version(stack["tracking"], MODEL, "champion")
     assert champion is not None and champion.version == "1"
-    assert set(champion.aliases) == {"champion", "challenger"}
+    # The champion is no longer a challenger: one version, one role.
+    assert set(champion.aliases) == {"champion"}
     tags = champion.tags
     # Lineage: Airflow ids, data fingerprint, validation, parity, metrics, trigger.
     assert tags["mlops.airflow.dag_id"] == "ml_training"

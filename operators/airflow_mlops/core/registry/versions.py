@@ -299,12 +299,19 @@ def set_version_tags(
 def promote(
     tracking: TrackingConfig, name: str, version: str, alias: str = CHAMPION
 ) -> PromotionResult:
-    """Move ``alias`` to ``version``; the previous holder is recorded on the new version."""
+    """Move ``alias`` to ``version``; the previous holder is recorded on the new version.
+
+    A version that becomes ``champion`` stops being ``challenger`` (one version, one role); a
+    challenger held by another version stays where it is.
+    """
     client = tracking.client()
     previous = get_version(tracking, name, alias)
-    if get_version(tracking, name, version) is None:
+    target = get_version(tracking, name, version)
+    if target is None:
         raise RegistryError(f"cannot promote {name} v{version}: no such version in the registry")
     client.set_registered_model_alias(name, alias, version)
+    if alias == CHAMPION and CHALLENGER in target.aliases:
+        client.delete_registered_model_alias(name, CHALLENGER)
     previous_version = previous.version if previous else None
     client.set_model_version_tag(
         name, version, f"{TAG_PREFIX}promoted_from", previous_version or ""

@@ -1,0 +1,48 @@
+"""Aliases on a real MLflow server: promotion moves ``champion`` and takes ``challenger`` off
+the version it promotes (one version, one role), never off another version."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import register_copies
+
+pytestmark = pytest.mark.integration
+MODEL = "aliases_churn"
+
+
+def _aliases(tracking, version):
+    from airflow_mlops.core.registry import versions as registry
+
+    found = registry.get_version(tracking, MODEL, version)
+    assert found is not None
+    return set(found.aliases)
+
+
+def test_promotion_clears_challenger_from_the_promoted_version_only(champion, tmp_path):
+    from airflow_mlops.core.registry import versions as registry
+
+    tracking = champion["tracking"]
+    first, second = register_copies(champion, MODEL, 2, str(tmp_path))
+    # The newest registration holds challenger.
+    assert _aliases(tracking, second) == {"challenger"}
+
+    registry.promote(tracking, MODEL, first)
+    assert _aliases(tracking, first) == {"champion"}
+    assert _aliases(tracking, second) == {"challenger"}, "another version's challenger stays"
+
+    result = registry.promote(tracking, MODEL, second)
+    assert result.previous_version == first
+    assert _aliases(tracking, second) == {"champion"}
+    assert _aliases(tracking, first) == set()
+    assert registry.get_version(tracking, MODEL, "challenger") is None
+
+
+def test_other_aliases_leave_challenger_in_place(champion, tmp_path):
+    from airflow_mlops.core.registry import versions as registry
+
+    tracking = champion["tracking"]
+    (version,) = register_copies(champion, MODEL + "_candidate", 1, str(tmp_path))
+    registry.promote(tracking, MODEL + "_candidate", version, registry.CANDIDATE)
+    found = registry.get_version(tracking, MODEL + "_candidate", version)
+    assert found is not None and set(found.aliases) == {"challenger", "candidate"}
