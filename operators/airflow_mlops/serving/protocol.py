@@ -181,6 +181,11 @@ def mlflow_columns(doc: Any, max_rows: int) -> ColumnBatch:
         if not isinstance(data, dict) or not isinstance(data.get("columns"), list):
             raise ProtocolError("dataframe_split: expected {'columns': [...], 'data': [[...]]}")
         names = [str(c) for c in data["columns"]]
+        twice = sorted({c for c in names if names.count(c) > 1})
+        if twice:
+            raise ProtocolError(
+                f"dataframe_split.columns: {twice} given more than once; name each column once"
+            )
         rows = data.get("data")
         if not isinstance(rows, list):
             raise ProtocolError("dataframe_split.data: expected a list of rows")
@@ -210,10 +215,70 @@ def mlflow_columns(doc: Any, max_rows: int) -> ColumnBatch:
     raise ProtocolError(f"{key}: expected records or columns, got {type(data).__name__}")
 
 
-def _flatten(data: list[Any]) -> list[Any]:
-    if data and isinstance(data[0], list):
-        return list(itertools.chain.from_iterable(data))
-    return data
+# The values each integer datatype can hold; a value outside is refused, never wrapped.
+_INT_RANGES = {
+    "INT8": (-(2**7), 2**7 - 1),
+    "INT16": (-(2**15), 2**15 - 1),
+    "INT32": (-(2**31), 2**31 - 1),
+    "INT64": (-(2**63), 2**63 - 1),
+    "UINT8": (0, 2**8 - 1),
+    "UINT16": (0, 2**16 - 1),
+    "UINT32": (0, 2**32 - 1),
+    "UINT64": (0, 2**64 - 1),
+}
+# The largest finite value of each float datatype (FP64's is what JSON numbers can hold).
+_FLOAT_MAX = {"FP16": 65504.0, "FP32": float(np.finfo(np.float32).max), "FP64": math.inf}
+
+
+def _flatten(name: str, data: list[Any]) -> list[Any]:
+    """Row-major values of a tensor given flat (``[1, 2]``) or nested one level
+    (``[[1], [2]]``); a mix of the two is ambiguous and refused."""
+    nested = [isinstance(v, list) for v in data]
+    if not any(nested):
+        return data
+    if not all(nested) or any(isinstance(v, list) for row in data for v in row):
+        raise ProtocolError(
+            f"input {name!r}: data must be a flat list or a list of rows of values, not a mix"
+        )
+    return list(itertools.chain.from_iterable(data))
+
+
+def _shape(name: str, shape: Any, count: int) -> None:
+    """``[N]`` or ``[N, 1]`` of whole numbers, holding the tensor's ``count`` values."""
+    valid = (
+        isinstance(shape, list)
+        and 1 <= len(shape) <= 2
+        and all(type(s) is int and s >= 0 for s in shape)
+    )
+    if not valid or math.prod(shape) != count or (len(shape) == 2 and shape[1] != 1):
+        raise ProtocolError(
+            f"input {name!r}: shape {shape!r:.80} must be [N] or [N, 1] (whole numbers) and "
+            f"hold its {count} values"
+        )
+
+
+def _in_range(name: str, datatype: str, data: list[Any]) -> None:
+    """Refuse numbers the declared datatype cannot hold (UINT8 300, FP32 1e39, INT64 2.5)."""
+    if datatype in _INT_RANGES:
+        low, high = _INT_RANGES[datatype]
+        for row, v in enumerate(data):
+            if v is None:
+                continue
+            whole = type(v) is int or (type(v) is float and v.is_integer())
+            if not whole or not low <= v <= high:
+                raise ProtocolError(
+                    f"input {name!r} row {row}: {v!r:.40} is not a {datatype} value "
+                    f"(whole numbers {low}..{high})",
+                    reason="out_of_range",
+                )
+    elif datatype in _FLOAT_MAX:
+        limit = _FLOAT_MAX[datatype]
+        for row, v in enumerate(data):
+            if type(v) in (int, float) and abs(v) > limit:
+                raise ProtocolError(
+                    f"input {name!r} row {row}: {v!r:.40} is out of range for {datatype}",
+                    reason="out_of_range",
+                )
 
 
 def v2_columns(doc: Any, meta: ModelMeta, max_rows: int) -> ColumnBatch:
@@ -238,20 +303,12 @@ def v2_columns(doc: Any, meta: ModelMeta, max_rows: int) -> ColumnBatch:
             raise ProtocolError(
                 f"input {name!r}: datatype {datatype!r} for a categorical column; use BYTES"
             )
+        if name in columns:
+            raise ProtocolError(f"input {name!r} is given twice; send each input once")
         data = tensor["data"]
-        data = _flatten(data) if isinstance(data, list) else [data]
-        shape = tensor.get("shape")
-        if (
-            not isinstance(shape, list)
-            or not shape
-            or math.prod(int(s) for s in shape) != len(data)
-            or (len(shape) == 2 and shape[1] != 1)
-            or len(shape) > 2
-        ):
-            raise ProtocolError(
-                f"input {name!r}: shape {shape!r} must be [N] or [N, 1] and hold its "
-                f"{len(data)} values"
-            )
+        data = _flatten(name, data) if isinstance(data, list) else [data]
+        _shape(name, tensor.get("shape"), len(data))
+        _in_range(name, datatype, data)
         if rows is None:
             rows = len(data)
             _check_rows(rows, max_rows)

@@ -161,6 +161,27 @@ def test_v2_request_parses_to_the_same_feed():
         (lambda d: d["inputs"][1].update(shape=[1], data=[3]), "1 rows, the first input has 2"),
         (lambda d: d.update(outputs=[{"name": "proba"}]), "unknown output(s) ['proba']"),
         (lambda d: d.update(inputs=[]), "'inputs' is empty"),
+        # Ambiguity and impossible values are refused, not guessed.
+        (lambda d: d["inputs"].append(dict(d["inputs"][0])), "input 'age' is given twice"),
+        (lambda d: d["inputs"][0].update(shape=[2.5, 1]), "shape [2.5, 1] must be [N]"),
+        (lambda d: d["inputs"][0].update(shape=["2", 1]), "(whole numbers)"),
+        (lambda d: d["inputs"][0].update(shape=[None]), "shape [None] must be"),
+        (lambda d: d["inputs"][0].update(shape=[{"n": 2}]), "shape [{'n': 2}] must be"),
+        (lambda d: d["inputs"][0].update(shape=[True, 1]), "must be [N] or [N, 1]"),
+        (lambda d: d["inputs"][0].update(data=[[30.5], 2.0]), "not a mix"),
+        (lambda d: d["inputs"][0].update(data=[[[30.5]], [2.0]]), "not a mix"),
+        (
+            lambda d: d["inputs"][1].update(datatype="UINT8", data=[3, 300]),
+            "input 'visits' row 1: 300 is not a UINT8 value (whole numbers 0..255)",
+        ),
+        (
+            lambda d: d["inputs"][1].update(datatype="INT64", data=[3, 2.5]),
+            "2.5 is not a INT64 value",
+        ),
+        (
+            lambda d: d["inputs"][0].update(datatype="FP32", data=[1e39, 1.0]),
+            "input 'age' row 0: 1e+39 is out of range for FP32",
+        ),
     ],
 )
 def test_v2_bad_requests(mutate, needle):
@@ -206,3 +227,17 @@ def test_stdlib_json_fallback(monkeypatch):
     assert protocol.dumps({"a": [1.5, None]}) == b'{"a":[1.5,null]}'
     with pytest.raises(ProtocolError, match="malformed JSON"):
         protocol.loads(b"{")
+
+
+def test_duplicate_dataframe_split_columns_are_refused():
+    doc = {
+        "dataframe_split": {"columns": ["age", "visits", "age", "city"], "data": [[1, 2, 3, "a"]]}
+    }
+    with pytest.raises(ProtocolError, match=r"dataframe_split.columns: \['age'\] given more"):
+        mlflow_columns(doc, 100)
+
+
+def test_v2_whole_floats_and_nulls_are_integers_enough():
+    doc = v2_doc()
+    doc["inputs"][1].update(datatype="UINT8", data=[3.0, None])
+    assert v2_columns(doc, META, 100).columns["visits"] == [3.0, None]
