@@ -18,6 +18,12 @@ Choices worth knowing:
   :attr:`ValidationResult.skipped`, not in ``evaluated``.
 - ``min``/``max``/``allowed`` ignore nulls (GX's rule): nulls are governed by
   ``max_null_fraction`` alone, and ``mostly`` is a share of the non-null rows.
+- Every configured feature is checked even without a rule of its own: a numeric feature must
+  exist and hold numbers, a categorical one must exist (it may be text or integer codes).
+- Numbers stored as text (a CSV column that pandas read as strings because of a few stray
+  values) are read as numbers first, so the type check names only the values that are not
+  numbers. The range and set checks of a column that fails its type check are skipped
+  (counted in :attr:`ValidationResult.skipped`): compared with text they could only error.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import math
 import posixpath
 import uuid
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.core.config.model import ColumnSpec, ValidationSpec
@@ -66,6 +72,10 @@ _TYPE_WORDS = {
     "string": "string (str values)",
     "boolean": "boolean (bool dtype)",
 }
+# Checks that compare values: not run on a column whose values failed their type check.
+_VALUE_CHECKS = frozenset(
+    {"expect_column_values_to_be_between", "expect_column_values_to_be_in_set"}
+)
 _EXAMPLES = 5  # unexpected values kept per failed check: enough to recognise a problem
 _MESSAGES_IN_SUMMARY = 5
 
@@ -164,7 +174,8 @@ class ValidationResult:
     :param rows: rows in the dataset.
     :param data_uri: where the data came from.
     :param skipped: checks not run because their column is missing (each such column already
-        fails ``expect_column_to_exist``).
+        fails ``expect_column_to_exist``) or fails its type check.
+    :param skipped_mistyped: how many of ``skipped`` are on columns that failed their type check.
     """
 
     success: bool
@@ -173,11 +184,17 @@ class ValidationResult:
     rows: int
     data_uri: str
     skipped: int = 0
+    skipped_mistyped: int = 0
 
     @property
     def summary(self) -> str:
         """``validation passed: 12 of 12 expectations`` or ``validation failed: 3 of 12 ...``."""
-        skipped = f" ({self.skipped} skipped on missing columns)" if self.skipped else ""
+        where = {
+            (True, False): "missing",
+            (False, True): "mistyped",
+            (True, True): "missing or mistyped",
+        }.get((self.skipped > self.skipped_mistyped, self.skipped_mistyped > 0))
+        skipped = f" ({self.skipped} skipped on {where} columns)" if where else ""
         if self.success:
             return f"validation passed: {self.evaluated} of {self.evaluated} expectations"
         head = f"validation failed: {len(self.failed)} of {self.evaluated} expectations{skipped}"
@@ -194,6 +211,7 @@ class ValidationResult:
             "evaluated": self.evaluated,
             "failed_count": len(self.failed),
             "skipped": self.skipped,
+            "skipped_mistyped": self.skipped_mistyped,
             "rows": self.rows,
             "data_uri": self.data_uri,
             "failed": [f.to_dict() for f in self.failed],
@@ -219,6 +237,7 @@ class ValidationResult:
             rows=int(raw["rows"]),
             data_uri=str(raw["data_uri"]),
             skipped=int(raw.get("skipped", 0)),
+            skipped_mistyped=int(raw.get("skipped_mistyped", 0)),
         )
 
 
@@ -227,6 +246,7 @@ def build_suite_spec(
     target: str | None = None,
     *,
     whole_number_floats: Collection[str] = (),
+    features: Mapping[str, str] | None = None,
 ) -> list[ExpectationSpec]:
     """Translate the declarative spec into the list of GX checks, in a stable order.
 
@@ -235,7 +255,10 @@ def build_suite_spec(
         hold no nulls, since no model can be trained on a missing label.
     :param whole_number_floats: ``integer`` columns found as float holding only whole numbers
         (pandas' form of an integer column with nulls); their float dtype is accepted.
+    :param features: the model's feature columns, ``{name: "numeric" | "categorical"}``; those
+        without a rule in ``spec`` get one (see :func:`with_feature_rules`).
     """
+    spec = with_feature_rules(spec, features)
     plan = [
         ExpectationSpec(
             "expect_table_row_count_to_be_between",
@@ -249,6 +272,18 @@ def build_suite_spec(
     for name, col in columns.items():
         plan.extend(_column_plan(name, col, name in whole_number_floats))
     return plan
+
+
+def with_feature_rules(spec: ValidationSpec, features: Mapping[str, str] | None) -> ValidationSpec:
+    """``spec`` plus a rule for each feature it does not name: a numeric feature must exist and
+    hold numbers, a categorical one must exist (text or integer codes). Nulls stay allowed:
+    the model handles missing values."""
+    extra = {
+        name: ColumnSpec(type="numeric" if kind == "numeric" else "", max_null_fraction=1.0)
+        for name, kind in (features or {}).items()
+        if name not in spec.columns
+    }
+    return replace(spec, columns={**spec.columns, **extra}) if extra else spec
 
 
 def _column_plan(name: str, col: ColumnSpec, float_ok: bool) -> list[ExpectationSpec]:
@@ -301,6 +336,7 @@ def validate_frame(
     data_uri: str = "<frame>",
     *,
     target: str | None = None,
+    features: Mapping[str, str] | None = None,
 ) -> ValidationResult:
     """Run the spec's checks on ``frame`` with Great Expectations.
 
@@ -312,6 +348,7 @@ def validate_frame(
     :param spec: the validation spec of the model config.
     :param data_uri: where the data came from, carried into the result.
     :param target: the label column (see :func:`build_suite_spec`).
+    :param features: the model's feature columns (see :func:`with_feature_rules`).
     """
     _quiet_gx_logging()  # before the import: GX logs some hundred INFO lines while importing
     import great_expectations as gx
@@ -322,14 +359,18 @@ def validate_frame(
         ProgressBarsConfig,
     )
 
-    frame = _gx_friendly(frame, spec)
+    spec = with_feature_rules(spec, features)
+    frame, mistyped = _numbers_from_text(_gx_friendly(frame, spec), spec)
     present = set(frame.columns)
     plan = build_suite_spec(spec, target, whole_number_floats=_whole_number_floats(frame, spec))
     runnable = [
         (i, e)
         for i, e in enumerate(plan)
-        if e.column is None or e.column in present or e.type == "expect_column_to_exist"
+        if e.column is None
+        or e.type == "expect_column_to_exist"
+        or (e.column in present and not (e.column in mistyped and e.type in _VALUE_CHECKS))
     ]
+    skipped_mistyped = sum(1 for e in plan if e.column in mistyped and e.type in _VALUE_CHECKS)
 
     # In-memory stores, no data docs site, and no tqdm bars in the task log.
     project_config = DataContextConfig(
@@ -379,6 +420,7 @@ def validate_frame(
         rows=len(frame),
         data_uri=data_uri,
         skipped=skipped,
+        skipped_mistyped=skipped_mistyped,
     )
 
 
@@ -457,6 +499,54 @@ def _gx_friendly(frame: pd.DataFrame, spec: ValidationSpec) -> pd.DataFrame:
     for name in convert:
         frame[name] = frame[name].astype(object)
     return frame
+
+
+def _number_or_text(value: Any) -> tuple[Any, bool]:
+    """``(value as a number, True)`` for numbers and text that reads as one; ``(value, False)``
+    for anything else (nulls count as numbers: the null check governs them)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return value, True
+    if isinstance(value, bool):
+        return value, False
+    if isinstance(value, int | float):
+        return value, True
+    if isinstance(value, str):
+        for parse in (int, float):
+            with contextlib.suppress(ValueError):
+                return parse(value), True
+        if not value.strip():
+            return None, True  # an empty CSV cell
+    return value, False
+
+
+def _numbers_from_text(frame: pd.DataFrame, spec: ValidationSpec) -> tuple[pd.DataFrame, set[str]]:
+    """Read the text values of ``object`` columns declared numeric as numbers.
+
+    Returns the frame (a shallow copy when anything changed) and the columns that still hold
+    values that are not numbers: those keep them, as text, for the type check to name.
+    """
+    import pandas as pd
+
+    numeric = [
+        name
+        for name, col in spec.columns.items()
+        if col.type in ("numeric", "integer")
+        and name in frame.columns
+        and frame[name].dtype == object
+    ]
+    if not numeric:
+        return frame, set()
+    frame = frame.copy(deep=False)
+    mistyped = set()
+    for name in numeric:
+        parsed = [_number_or_text(v) for v in frame[name].tolist()]
+        values = [v for v, _ in parsed]
+        if all(ok for _, ok in parsed):
+            frame[name] = pd.to_numeric(pd.Series(values, index=frame.index, dtype=object))
+        else:
+            mistyped.add(name)
+            frame[name] = pd.Series(values, index=frame.index, dtype=object)
+    return frame, mistyped
 
 
 def _whole_number_floats(frame: pd.DataFrame, spec: ValidationSpec) -> list[str]:

@@ -75,7 +75,13 @@ def validate(config: ModelConfig, data_uri: str, report_uri: str | None = None) 
     from airflow_mlops.core.data.validation import validate_frame, write_report
 
     frame = load_frame(data_uri, format="parquet" if data_uri.endswith(".parquet") else "auto")
-    result = validate_frame(frame, config.validation, data_uri=data_uri)
+    features = {
+        **dict.fromkeys(config.data.numeric_features, "numeric"),
+        **dict.fromkeys(config.data.categorical_features, "categorical"),
+    }
+    result = validate_frame(
+        frame, config.validation, data_uri=data_uri, target=config.data.target, features=features
+    )
     out = result.to_dict()
     if report_uri:
         out["report_uri"] = write_report(result, report_uri)

@@ -288,3 +288,67 @@ def test_message_of_a_check_that_could_not_run_names_the_error():
         "column `income`: expect_column_values_to_be_between could not run: "
         "Column values, min_value, and max_value must be of the same type"
     )
+
+
+def csv_like_frame() -> pd.DataFrame:
+    """What pandas reads from a CSV whose numeric column holds a few stray strings: every value
+    of that column is text."""
+    frame = clean_frame()
+    frame["income"] = ["1.5", "2.0", "", "3.2", "abc", "", "2.2", "5.0", "oops", "0.5"]
+    frame.loc[frame["income"] == "", "income"] = None
+    return frame
+
+
+def test_numbers_stored_as_text_fail_only_on_the_values_that_are_not_numbers():
+    result = validate_frame(csv_like_frame(), clean_spec())
+
+    failure = only_failure(result)
+    assert failure.column == "income"
+    assert failure.expectation == "expect_column_values_to_be_in_type_list"
+    assert failure.observed["unexpected_count"] == 2
+    assert failure.observed["partial_unexpected_list"] == ["abc", "oops"]
+    assert "2 values of the wrong type (25.00% of non-null, e.g. 'abc', 'oops'" in failure.message
+
+
+def test_range_checks_on_a_mistyped_column_are_skipped_not_reported_as_errors():
+    spec = clean_spec(income=ColumnSpec(type="numeric", max_null_fraction=0.5, min=0, max=10))
+    result = validate_frame(csv_like_frame(), spec)
+
+    assert [f.expectation for f in result.failed] == ["expect_column_values_to_be_in_type_list"]
+    assert result.skipped == 1
+    assert "could not run" not in result.summary
+    assert "skipped" in result.summary
+
+
+def test_text_numbers_that_all_parse_pass_and_their_ranges_are_checked():
+    frame = clean_frame()
+    frame["income"] = ["1.5", "2", None, "3.2", "40", None, "2.2", "5.0", "1.1", "0.5"]
+    spec = clean_spec(income=ColumnSpec(type="numeric", max_null_fraction=0.5, max=10))
+    failure = only_failure(validate_frame(frame, spec))
+    assert failure.expectation == "expect_column_values_to_be_between"
+    assert failure.observed["partial_unexpected_list"] == [40]
+
+
+def test_every_numeric_feature_is_type_checked_without_a_column_rule():
+    frame = clean_frame()
+    frame["visits"] = [1, 2, 3, "many", 5, 6, 7, 8, 9, 10]
+    frame["plan"] = [0, 1, 2, 0, 1, 2, 0, 1, 2, 0]  # an integer-coded categorical: any type
+    result = validate_frame(
+        frame, clean_spec(), features={"visits": "numeric", "plan": "categorical"}
+    )
+
+    failure = only_failure(result)
+    assert failure.column == "visits"
+    assert failure.observed["partial_unexpected_list"] == ["many"]
+
+
+def test_a_configured_feature_missing_from_the_data_fails_validation():
+    result = validate_frame(clean_frame(), clean_spec(), features={"visits": "numeric"})
+    assert only_failure(result).message == "column `visits` is missing"
+
+
+def test_a_column_rule_wins_over_the_feature_default():
+    plan = build_suite_spec(clean_spec(), features={"age": "numeric", "city": "categorical"})
+    types = {e.column: e.kwargs["type_list"] for e in plan if "type_list" in e.kwargs}
+    assert "float64" not in types["age"]  # the rule's "integer", not the default "numeric"
+    assert types["city"] == ["str", "StringDtype"]
