@@ -6,6 +6,7 @@ Starts a real ``airflow standalone`` (scheduler, dag-processor, triggerer, api-s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import urllib.parse
@@ -92,3 +93,22 @@ def test_drift_asset_event_starts_a_training_run_that_registers(standalone):
     events = json.loads(tags["mlops.trigger.events"])
     assert events[0]["asset"] == uri
     assert events[0]["extra"]["drifted_columns"] == ["monthly_charges"]
+
+
+def test_stopping_standalone_leaves_no_process_it_started(standalone):
+    """Last in this module: after the stop, no component of ``airflow standalone`` (the
+    scheduler was seen surviving, reparented to init) and no task process is left."""
+    import psutil
+
+    assert standalone.process is not None
+    leader = psutil.Process(standalone.process.pid)
+    started = [leader, *leader.children(recursive=True)]
+    names = " ".join(" ".join(p.cmdline()[1:3]) for p in started[1:])
+    assert "scheduler" in names, names  # the components are really there to stop
+    standalone.stop()
+    left = []
+    for proc in started:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                left.append((proc.pid, proc.cmdline()[:3]))
+    assert left == []

@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -73,17 +74,44 @@ def wait_healthy(
 
 
 def stop_group(process: subprocess.Popen[bytes] | None, grace: float) -> None:
-    """SIGTERM the process group this package started, SIGKILL it after ``grace`` seconds."""
-    if process is None or process.poll() is not None:
+    """Stop a process this package started and everything it started in turn.
+
+    SIGTERM to its process group and to every descendant (some leave the group with their own
+    session), then SIGKILL to whatever is left after ``grace`` seconds. The leader exiting is
+    not the end: ``airflow standalone`` exits on SIGTERM at once while its scheduler is still
+    shutting down, and would otherwise be left running, reparented to init.
+    """
+    import psutil
+
+    if process is None:
         return
     try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=grace)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=10)
+        tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        tree = []
+    _signal_all(process.pid, tree, signal.SIGTERM)
+    _, alive = psutil.wait_procs(tree, timeout=grace)
+    if alive or _group_alive(process.pid):
+        _signal_all(process.pid, alive, signal.SIGKILL)
+        psutil.wait_procs(alive, timeout=10)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=10)
+
+
+def _signal_all(group: int, processes: list[Any], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, sig)
+    for proc in processes:
+        with contextlib.suppress(Exception):  # gone already, or never ours to signal
+            proc.send_signal(sig)
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def mlops_home() -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -76,3 +77,42 @@ def test_a_stale_server_record_is_dropped_without_signalling_anyone(tmp_path) ->
     )
     assert target.stop_recorded() is False
     assert not (folder / "server.json").exists()
+
+
+# A leader that exits at once on SIGTERM, with a child that ignores SIGTERM (like
+# ``airflow standalone`` and its scheduler) and a grandchild that left the process group.
+_TREE = r"""
+import os, signal, subprocess, sys, time
+ignore = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)"
+child = subprocess.Popen([sys.executable, "-c", ignore])
+escaped = subprocess.Popen([sys.executable, "-c", ignore], start_new_session=True)
+print(child.pid, escaped.pid, flush=True)
+signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+time.sleep(300)
+"""
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_stopping_a_group_stops_every_process_it_started() -> None:
+    leader = subprocess.Popen(
+        [sys.executable, "-c", _TREE], stdout=subprocess.PIPE, start_new_session=True
+    )
+    assert leader.stdout is not None
+    pids = [int(p) for p in leader.stdout.readline().split()]
+    assert all(_alive(p) for p in pids)
+    try:
+        devstack.stop_group(leader, grace=1)
+        assert leader.poll() is not None
+        assert [p for p in pids if _alive(p)] == [], "a started process outlived the stop"
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
