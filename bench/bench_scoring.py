@@ -178,9 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
     from threadpoolctl import threadpool_limits
 
+    from airflow_mlops.core.model.feed import onnx_feed
     from airflow_mlops.core.model.reference import resolve_model
+    from airflow_mlops.core.model.session import load_session
     from airflow_mlops.core.scoring.partition import available_cores, score_partition
-    from airflow_mlops.core.training.convert import load_session, onnx_feed
     from airflow_mlops.devstack.demo_data import generate, write_dataset
 
     threads = available_cores()

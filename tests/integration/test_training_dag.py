@@ -116,8 +116,9 @@ def test_champion_loads_with_pyfunc_and_onnx_runtime_with_native_parity(stack):
 
     from airflow_mlops.core.config.model import load_config
     from airflow_mlops.core.data.io import load_frame
+    from airflow_mlops.core.model.session import load_session
     from airflow_mlops.core.registry import versions as registry
-    from airflow_mlops.core.training.convert import load_session, predict_proba_onnx
+    from airflow_mlops.core.training.parity import predict_proba_onnx
     from tests.conftest import REPO
 
     tracking = stack["tracking"]

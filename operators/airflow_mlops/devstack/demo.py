@@ -102,8 +102,9 @@ def check_champion(tracking: Any, name: str, config: Any) -> str:
     import numpy as np
 
     from airflow_mlops.core.data.io import load_frame
+    from airflow_mlops.core.model.session import load_session
     from airflow_mlops.core.registry import versions as registry
-    from airflow_mlops.core.training.convert import load_session, predict_proba_onnx
+    from airflow_mlops.core.training.parity import predict_proba_onnx
 
     champion = registry.get_version(tracking, name, registry.CHAMPION)
     if champion is None:

@@ -1,5 +1,8 @@
 """Check parsed rows against a version's signature and build its ONNX Runtime feed.
 
+The feed follows :mod:`airflow_mlops.core.model.feed` (its dtype, missing marker and float32
+range rules), from the JSON values as Python lists.
+
 Validation rules (a violation is a 4xx whose message names the column and the first bad row):
 
 - every feature column must be present; extra columns are ignored (as ``mlflow models serve``
@@ -7,7 +10,8 @@ Validation rules (a violation is a 4xx whose message names the column and the fi
 - numeric columns take JSON numbers; ``null`` (or NaN) means missing and the model imputes it,
   except in ``long`` columns: an integer column had no missing values in training (pandas would
   have made it float), so a missing value there is refused, as MLflow's schema check does;
-  strings, booleans, nested values and infinities are refused; ``long`` columns also refuse
+  strings, booleans, nested values, infinities and numbers beyond the float32 range (which the
+  model's float32 input would turn into infinities) are refused; ``long`` columns also refuse
   non-integral numbers;
 - categorical columns take strings; ``null`` means missing (fed as ``""``); numbers are refused,
   not coerced: ``1`` and ``"1"`` and ``1.0`` would silently become different categories;
@@ -23,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from airflow_mlops.serving.models import ModelMeta
+from airflow_mlops.core.model.feed import fill_missing_categories, not_float32, to_float32
+from airflow_mlops.core.model.folder import ModelMeta
 from airflow_mlops.serving.protocol import (
     ABSENT,
     NUMBER_TYPES,
@@ -120,20 +125,25 @@ def build_feed(batch: ColumnBatch, meta: ModelMeta, extra_columns: str = "ignore
         matrix = np.array(numeric_values, dtype=np.float64).reshape(len(numeric_values), rows)
     except (OverflowError, ValueError) as exc:
         raise ProtocolError(f"numeric columns: {exc}", reason="wrong_type") from exc
-    if np.isinf(matrix).any():
-        c, r = np.argwhere(np.isinf(matrix))[0]
-        raise ProtocolError(
-            f"column {plan.numeric[c]!r} row {r}: infinite values are not allowed",
-            reason="not_finite",
+    f32 = to_float32(matrix)
+    outside = not_float32(f32)
+    if outside.any():
+        c, r = np.argwhere(outside)[0]
+        problem = (
+            "infinite values are not allowed"
+            if np.isinf(matrix[c, r])
+            else f"{float(matrix[c, r])!r} is beyond the float32 range the model takes"
         )
+        raise ProtocolError(f"column {plan.numeric[c]!r} row {r}: {problem}", reason="not_finite")
     if plan.long_idx.size:
         longs = matrix[plan.long_idx]
         # NaN != trunc(NaN): one comparison catches both a missing and a fractional value.
         if (longs != np.trunc(longs)).any():
             _diagnose_long(longs, [plan.numeric[i] for i in plan.long_idx])
     # Iterating a [k, rows, 1] array yields contiguous [rows, 1] views: no per-column reshape.
-    f32 = matrix.astype(np.float32).reshape(len(plan.numeric), rows, 1)
-    inputs: dict[str, np.ndarray] = dict(zip(plan.numeric, f32, strict=True))
+    inputs: dict[str, np.ndarray] = dict(
+        zip(plan.numeric, f32.reshape(len(plan.numeric), rows, 1), strict=True)
+    )
     categorical = [cols[c] for c in plan.categorical]
     strings = np.empty((len(categorical), rows), dtype=object)
     if categorical:
@@ -143,7 +153,7 @@ def build_feed(batch: ColumnBatch, meta: ModelMeta, extra_columns: str = "ignore
                 _wrong_type(name, values, STRING_TYPES, "a string")
         strings[:] = categorical
         if type(None) in kinds:
-            strings[strings == None] = ""  # noqa: E711 - elementwise comparison on objects
+            fill_missing_categories(strings)
         inputs.update(
             zip(plan.categorical, strings.reshape(len(categorical), rows, 1), strict=True)
         )

@@ -7,22 +7,37 @@ A version comes from the MLflow registry (``models:/<name>/<version>``: the ONNX
     model.json   {"name", "version", "numeric_features", "categorical_features", "classes",
                   "input_types": {column: "double" | "long" | "string"}}
 
-The packaging step writes the folder with :func:`write_model_folder`; the server reads it with
-:func:`read_model_folder`. MLflow is imported only to download a registered version.
+The folder is :mod:`airflow_mlops.core.model.folder`'s (the packaging step writes it with
+:func:`write_model_folder`; the server reads it with :func:`read_model_folder`, both re-exported
+here). MLflow is imported only to download a registered version.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from airflow_mlops.core.model.feed import (
+    LABEL_OUTPUT,
+    PROBABILITIES_OUTPUT,
+    check_row_feed,
+)
+from airflow_mlops.core.model.folder import (
+    INPUT_TYPES,
+    ModelFolderError,
+    ModelMeta,
+    read_model_folder,
+    write_model_folder,
+)
+from airflow_mlops.core.model.reference import MODELS_SCHEME, ModelRefError, parse_models_uri
+from airflow_mlops.core.model.session import load_session
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -37,100 +52,9 @@ __all__ = [
     "write_model_folder",
 ]
 
-MODEL_FILE = "model.onnx"
-META_FILE = "model.json"
-_TYPES = ("double", "float", "long", "integer", "boolean", "string")
 
-
-class LoadError(RuntimeError):
+class LoadError(ModelFolderError):
     """A version that cannot serve; the message names the version, the source and why."""
-
-
-@dataclass(frozen=True)
-class ModelMeta:
-    """What the server needs to know about a version besides its ONNX graph.
-
-    :param name: registered model name.
-    :param version: version label.
-    :param numeric_features: numeric input columns (float32 in the graph, NaN = missing).
-    :param categorical_features: string input columns ("" = missing in the graph).
-    :param classes: class labels in the order of the ``probabilities`` output.
-    :param input_types: the signature type per column (``double``/``long``/``string``); a
-        ``long`` column refuses non-integral numbers.
-    """
-
-    name: str
-    version: str
-    numeric_features: tuple[str, ...]
-    categorical_features: tuple[str, ...]
-    classes: tuple[Any, ...]
-    input_types: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any], where: str = "model.json") -> ModelMeta:
-        """Check and build; errors name the key and ``where``."""
-        if not isinstance(raw, dict):
-            raise LoadError(f"{where}: expected a JSON object, got {type(raw).__name__}")
-        for key in ("name", "version", "numeric_features", "categorical_features", "classes"):
-            if key not in raw:
-                raise LoadError(f"{where}: missing key {key!r}")
-        numeric = tuple(str(c) for c in raw["numeric_features"] or ())
-        categorical = tuple(str(c) for c in raw["categorical_features"] or ())
-        classes = tuple(raw["classes"] or ())
-        if not classes:
-            raise LoadError(f"{where}: 'classes' is empty")
-        if not numeric and not categorical:
-            raise LoadError(f"{where}: no feature columns")
-        types = {c: "double" for c in numeric} | {c: "string" for c in categorical}
-        for col, kind in dict(raw.get("input_types") or {}).items():
-            if kind not in _TYPES:
-                raise LoadError(
-                    f"{where}: input_types[{col!r}] = {kind!r}; expected one of {_TYPES}"
-                )
-            if col in types:
-                types[col] = kind
-        return cls(
-            name=str(raw["name"]),
-            version=str(raw["version"]),
-            numeric_features=numeric,
-            categorical_features=categorical,
-            classes=classes,
-            input_types=types,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        for key in ("numeric_features", "categorical_features", "classes"):
-            out[key] = list(out[key])
-        return out
-
-
-def write_model_folder(
-    dst: str | os.PathLike[str], onnx_path: str | os.PathLike[str], meta: ModelMeta | dict
-) -> Path:
-    """Write ``dst/model.onnx`` + ``dst/model.json`` (checked first); returns ``dst``."""
-    meta = meta if isinstance(meta, ModelMeta) else ModelMeta.from_dict(meta, "meta")
-    folder = Path(dst)
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(onnx_path, folder / MODEL_FILE)
-    tmp = folder / f".{META_FILE}.tmp"
-    tmp.write_text(json.dumps(meta.to_dict(), indent=2, default=str))
-    tmp.replace(folder / META_FILE)
-    return folder
-
-
-def read_model_folder(path: str | os.PathLike[str]) -> tuple[ModelMeta, Path]:
-    """Read a model folder; returns its metadata and the ONNX file path."""
-    folder = Path(path)
-    onnx_file, meta_file = folder / MODEL_FILE, folder / META_FILE
-    for f in (onnx_file, meta_file):
-        if not f.is_file():
-            raise LoadError(f"model folder {folder} lacks {f.name}")
-    try:
-        raw = json.loads(meta_file.read_text())
-    except ValueError as exc:
-        raise LoadError(f"{meta_file}: not valid JSON ({exc})") from exc
-    return ModelMeta.from_dict(raw, str(meta_file)), onnx_file
 
 
 def meta_from_mlmodel(mlmodel_path: str | os.PathLike[str], name: str, version: str) -> ModelMeta:
@@ -150,11 +74,14 @@ def meta_from_mlmodel(mlmodel_path: str | os.PathLike[str], name: str, version: 
     inputs = (doc.get("signature") or {}).get("inputs")
     if inputs:
         for spec in json.loads(inputs) if isinstance(inputs, str) else inputs:
-            if isinstance(spec, dict) and spec.get("name") and spec.get("type") in _TYPES:
+            if isinstance(spec, dict) and spec.get("name") and spec.get("type") in INPUT_TYPES:
                 types[spec["name"]] = spec["type"]
-    return ModelMeta.from_dict(
-        {**cfg, "name": name, "version": version, "input_types": types}, str(mlmodel_path)
-    )
+    try:
+        return ModelMeta.from_dict(
+            {**cfg, "name": name, "version": version, "input_types": types}, str(mlmodel_path)
+        )
+    except ModelFolderError as exc:
+        raise LoadError(str(exc)) from exc
 
 
 @dataclass
@@ -170,7 +97,7 @@ class LoadedVersion:
 
     def run(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Labels ``[N]`` and probabilities ``[N, n_classes]`` for a feed."""
-        label, proba = self.session.run(["label", "probabilities"], feed)
+        label, proba = self.session.run([LABEL_OUTPUT, PROBABILITIES_OUTPUT], feed)
         return np.asarray(label).reshape(-1), np.asarray(proba)
 
 
@@ -187,10 +114,10 @@ def _download(
             f"{source}: no MLflow tracking URI (set tracking_uri or MLFLOW_TRACKING_URI)"
         )
     tracking = TrackingConfig(tracking_uri=uri)
-    ref = source[len("models:/") :]
-    name, sep, rest = ref.partition("/")
-    if not sep:
-        name, _, rest = ref.partition("@")
+    try:
+        name, rest = parse_models_uri(source)
+    except ModelRefError as exc:
+        raise LoadError(str(exc)) from exc
     found = registry.get_version(tracking, name, rest)
     if found is None:
         raise LoadError(f"{source}: no such version in the registry at {uri}")
@@ -203,15 +130,6 @@ def _download(
         classes = json.loads(found.tags.get("mlops.classes", "[]"))
         raise LoadError(f"{source}: downloaded version has no MLmodel file (classes {classes})")
     return meta, onnx_path
-
-
-def _session(onnx_path: Path, threads: int) -> onnxruntime.InferenceSession:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
 
 def load_version(
@@ -229,12 +147,13 @@ def load_version(
     """
     started = time.perf_counter()
     try:
-        if source.startswith("models:/"):
+        if source.startswith(MODELS_SCHEME):
             meta, onnx_path = _download(source, tracking_uri, cache_dir)
         else:
             meta, onnx_path = read_model_folder(source)
-        session = _session(onnx_path, threads)
-    except LoadError as exc:
+        # Spinning intra-op threads, ONNX Runtime's default: a request does not wait for a wake-up.
+        session = load_session(onnx_path, threads, spinning=True)
+    except ModelFolderError as exc:
         raise LoadError(f"version {version}: {exc}") from exc
     except Exception as exc:
         raise LoadError(f"version {version} from {source}: {type(exc).__name__}: {exc}") from exc
@@ -247,12 +166,12 @@ def load_version(
             f"extra {sorted(inputs - features)})"
         )
     outputs = {o.name for o in session.get_outputs()}
-    if not {"label", "probabilities"} <= outputs:
+    if not {LABEL_OUTPUT, PROBABILITIES_OUTPUT} <= outputs:
         raise LoadError(
             f"version {version} from {source}: ONNX outputs {sorted(outputs)} lack "
             "'label' and 'probabilities'"
         )
-    label_type = next(o.type for o in session.get_outputs() if o.name == "label")
+    label_type = next(o.type for o in session.get_outputs() if o.name == LABEL_OUTPUT)
     loaded = LoadedVersion(
         version=version,
         source=source,
@@ -261,12 +180,8 @@ def load_version(
         label_kind="string" if "string" in label_type else "long",
         load_seconds=0.0,
     )
-    feed: dict[str, np.ndarray] = {
-        c: np.full((1, 1), np.nan, np.float32) for c in meta.numeric_features
-    }
-    feed |= {c: np.array([[""]], dtype=object) for c in meta.categorical_features}
     try:
-        _, proba = loaded.run(feed)
+        _, proba = loaded.run(check_row_feed(meta.numeric_features, meta.categorical_features))
     except Exception as exc:
         raise LoadError(
             f"version {version} from {source}: check run failed: {type(exc).__name__}: {exc}"

@@ -256,8 +256,9 @@ def _score(
     """Add the version's predictions to data that was not scored (a plain ``current_uri``)."""
     import numpy as np
 
+    from airflow_mlops.core.model.session import load_session
     from airflow_mlops.core.registry import versions as registry
-    from airflow_mlops.core.training.convert import load_session, predict_proba_onnx
+    from airflow_mlops.core.training.parity import predict_proba_onnx
 
     features = list(config.data.features)
     if any(c not in frame for c in features):

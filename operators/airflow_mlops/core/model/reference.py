@@ -31,15 +31,18 @@ from typing import Any
 from airflow_mlops.core.registry.tracking import TrackingConfig
 
 __all__ = [
+    "MODELS_SCHEME",
     "ModelRefError",
     "ModelVersionRef",
     "ResolvedModel",
     "onnx_signature",
+    "parse_models_uri",
     "parse_reference",
     "resolve_model",
     "resolve_version",
 ]
 
+MODELS_SCHEME = "models:/"
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[^/]+))/?$")
 _LABEL_ATTRS = ("classlabels_int64s", "classlabels_ints", "classlabels_strings")
 
@@ -101,6 +104,22 @@ class ResolvedModel:
         return out
 
 
+def parse_models_uri(uri: str) -> tuple[str, str]:
+    """``(name, version or alias)`` of ``models:/<name>/<version>`` or ``models:/<name>@<alias>``.
+
+    The one parser of registry URIs (resolution, profiling and the scoring server use it).
+
+    :raises ModelRefError: ``uri`` is not of either form.
+    """
+    text = str(uri).strip()
+    match = _MODELS_URI.match(text)
+    if not match:
+        raise ModelRefError(
+            f"model reference {text!r} is not models:/<name>/<version> or models:/<name>@<alias>"
+        )
+    return match["name"], match["version"] or match["alias"]
+
+
 def parse_reference(reference: str, name: str | None = None) -> tuple[str, str | None, str]:
     """Split a reference into ``(kind, name, ref)``; kind is ``registry`` or ``local``.
 
@@ -109,13 +128,8 @@ def parse_reference(reference: str, name: str | None = None) -> tuple[str, str |
     text = str(reference).strip()
     if not text:
         raise ModelRefError("empty model reference; use models:/<name>@champion or a path")
-    match = _MODELS_URI.match(text)
-    if match:
-        return "registry", match["name"], match["version"] or match["alias"]
-    if text.startswith("models:/"):
-        raise ModelRefError(
-            f"model reference {text!r} is not models:/<name>/<version> or models:/<name>@<alias>"
-        )
+    if text.startswith(MODELS_SCHEME):
+        return "registry", *parse_models_uri(text)
     local = text.removeprefix("file://")
     if text.startswith("file://") or local.endswith(".onnx") or os.path.exists(local):
         return "local", name, local

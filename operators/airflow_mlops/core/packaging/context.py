@@ -28,6 +28,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from airflow_mlops.core.model.folder import write_model_folder
 from airflow_mlops.core.registry.tracking import TrackingConfig
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,10 @@ BATCH_SCORING_MODULES = (
     "core/scoring/partition.py",
     "core/scoring/io.py",
     "core/data/io.py",
-    "core/training/convert.py",
+    "core/model/feed.py",
+    "core/model/folder.py",
     "core/model/reference.py",
+    "core/model/session.py",
 )
 # fsspec loads a protocol's implementation by name (s3:// -> s3fs): no import names it. Pinned
 # when installed here (requirements.txt has it), else left out with a warning.
@@ -151,26 +154,6 @@ def _model_meta(model_dir: Path, name: str, version: str) -> dict[str, Any]:
         "input_types": input_types,
         "run_id": mlmodel.get("run_id"),
     }
-
-
-def write_model_folder(dst: str | Path, onnx_path: str | Path, meta: dict[str, Any]) -> Path:
-    """A local model folder (``model.onnx`` + ``model.json``) that the scoring server loads.
-
-    Uses the serving package's writer when it is installed, so both sides agree on the layout.
-    """
-    try:
-        from airflow_mlops.serving import models as serving_models
-    except ImportError:
-        serving_models = None  # type: ignore[assignment]
-    if serving_models is not None:
-        return Path(serving_models.write_model_folder(dst, onnx_path, meta))
-    folder = Path(dst)
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(onnx_path, folder / "model.onnx")
-    keys = ("name", "version", "numeric_features", "categorical_features", "classes")
-    body = {k: meta[k] for k in keys} | {"input_types": meta["input_types"]}
-    (folder / "model.json").write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
-    return folder
 
 
 def model_folder(

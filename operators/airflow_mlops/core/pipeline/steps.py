@@ -112,8 +112,9 @@ def champion_metrics(
     metrics are used instead and ``how`` says so.
     """
     from airflow_mlops.core.data.io import load_frame
+    from airflow_mlops.core.model.session import load_session
     from airflow_mlops.core.registry import versions as registry
-    from airflow_mlops.core.training.convert import load_session, predict_proba_onnx
+    from airflow_mlops.core.training.parity import predict_proba_onnx
     from airflow_mlops.core.training.pipeline import compute_metrics
 
     champion = registry.get_version(tracking, config.name, registry.CHAMPION)
@@ -171,7 +172,8 @@ def convert(
     """Convert to ONNX, check parity on the holdout; :class:`GateFailed` past tolerance."""
 
     from airflow_mlops.core.data.io import atomic_output, load_frame
-    from airflow_mlops.core.training.convert import check_parity, convert_to_onnx
+    from airflow_mlops.core.training.convert import convert_to_onnx
+    from airflow_mlops.core.training.parity import check_parity
     from airflow_mlops.core.training.pipeline import load_pipeline
 
     pipeline = load_pipeline(trained["model_uri"])

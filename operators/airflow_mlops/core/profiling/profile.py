@@ -298,7 +298,7 @@ class ProfileReport:
 
 
 def _session(path: str, threads: int) -> Any:
-    from airflow_mlops.core.training.convert import load_session
+    from airflow_mlops.core.model.session import load_session
 
     # As the scoring server runs its sessions (spinning threads): the figures size serving.
     return load_session(path, threads=threads, spinning=True)
@@ -312,7 +312,7 @@ def _measure_latency(
     path: str, frame: pd.DataFrame, numeric: list[str], categorical: list[str], spec: ProfilingSpec
 ) -> np.ndarray:
     """Single-row requests as a server sees them: one record in, feed built, session run."""
-    from airflow_mlops.core.training.convert import category_strings, float32_column
+    from airflow_mlops.core.model.feed import category_strings, float32_column
 
     session = _session(path, threads=1)
     records = frame.head(1000).to_dict("records")
@@ -375,40 +375,6 @@ def _measure_throughput(
     return tuple(points)
 
 
-# Run in a fresh interpreter so the figure is a scoring process's own: numpy + ONNX Runtime +
-# the session + one batch, not the test runner's or the Airflow worker's heap.
-_RSS_SCRIPT = r"""
-import sys
-import numpy as np
-import onnxruntime as ort
-
-def high_water():
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    import resource
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
-
-model, feed_path, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
-baseline = high_water()
-with np.load(feed_path) as data:
-    feed = {k: (v.astype(object) if v.dtype.kind == "U" else v) for k, v in data.items()}
-options = ort.SessionOptions()
-options.intra_op_num_threads = threads
-options.inter_op_num_threads = 1
-options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
-for _ in range(3):
-    session.run(None, feed)
-print(baseline, high_water())
-"""
-
-
 def _measure_rss(path: str, feed: dict[str, np.ndarray], threads: int) -> tuple[float, float]:
     """``(peak, baseline)`` resident memory in MiB of a child process scoring ``feed``."""
     with tempfile.TemporaryDirectory(prefix="mlops-profile-") as tmp:
@@ -419,7 +385,16 @@ def _measure_rss(path: str, feed: dict[str, np.ndarray], threads: int) -> tuple[
         }
         np.savez(feed_path, **arrays)
         proc = subprocess.run(
-            [sys.executable, "-c", _RSS_SCRIPT, path, feed_path, str(threads)],
+            # A fresh interpreter, so the figure is a scoring process's own (numpy, ONNX Runtime,
+            # the session, one batch), not the test runner's or the Airflow worker's heap.
+            [
+                sys.executable,
+                "-m",
+                "airflow_mlops.core.profiling.probe",
+                path,
+                feed_path,
+                str(threads),
+            ],
             capture_output=True,
             text=True,
             timeout=300,
@@ -452,7 +427,7 @@ def profile_model(
     :raises ProfilingError: no sample rows, a missing feature column, or a model that does not
         take the feed.
     """
-    from airflow_mlops.core.training.convert import onnx_feed
+    from airflow_mlops.core.model.feed import onnx_feed
 
     spec = spec or ProfilingSpec()
     name = model or os.path.basename(onnx_path)
@@ -521,10 +496,9 @@ def profile_model(
 
 def onnx_features(onnx_path: str) -> tuple[list[str], list[str]]:
     """``(numeric, categorical)`` input names of a model, from its ONNX input types."""
-    session = _session(onnx_path, threads=1)
-    numeric = [i.name for i in session.get_inputs() if i.type != "tensor(string)"]
-    categorical = [i.name for i in session.get_inputs() if i.type == "tensor(string)"]
-    return numeric, categorical
+    from airflow_mlops.core.model.feed import split_inputs
+
+    return split_inputs(_session(onnx_path, threads=1).get_inputs())
 
 
 def parse_model_ref(ref: Any, default_name: str) -> tuple[str, str]:
@@ -537,16 +511,14 @@ def parse_model_ref(ref: Any, default_name: str) -> tuple[str, str]:
         if not ref.get("name") or not ref.get("version"):
             raise ProfilingError(f"model reference {ref!r} lacks 'name' or 'version'")
         return str(ref["name"]), str(ref["version"])
+    from airflow_mlops.core.model.reference import MODELS_SCHEME, ModelRefError, parse_models_uri
+
     text = str(ref or "").strip()
-    if text.startswith("models:/"):
-        rest = text.removeprefix("models:/")
-        if "@" in rest:
-            name, _, alias = rest.partition("@")
-            return name, alias
-        name, _, version = rest.rpartition("/")
-        if name and version:
-            return name, version
-        raise ProfilingError(f"model reference {text!r} is not models:/<name>/<version|@alias>")
+    if text.startswith(MODELS_SCHEME):
+        try:
+            return parse_models_uri(text)
+        except ModelRefError as exc:
+            raise ProfilingError(str(exc)) from exc
     if not text:
         raise ProfilingError("empty model reference")
     return default_name, text.removeprefix("@")

@@ -28,7 +28,8 @@ CANDIDATE = "candidate"
 TAG_PREFIX = "mlops."
 # MLflow rejects tag values above 5000 characters (model version tags); summaries are cut.
 _MAX_TAG = 4000
-_PYFUNC_CODE = Path(__file__).parents[1] / "model" / "pyfunc.py"
+_MODEL_CODE = Path(__file__).parents[1] / "model"
+_PYFUNC_CODE = _MODEL_CODE / "pyfunc.py"
 
 
 class RegistryError(RuntimeError):
@@ -223,7 +224,13 @@ def register_model(
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=str(_PYFUNC_CODE),
-                artifacts={"onnx_model": onnx_path},
+                # The feed contract and the session builder travel with the version: the
+                # pyfunc loads them from its artifacts, not from this package.
+                artifacts={
+                    "onnx_model": onnx_path,
+                    "feed_contract": str(_MODEL_CODE / "feed.py"),
+                    "session_builder": str(_MODEL_CODE / "session.py"),
+                },
                 model_config={
                     "numeric_features": list(config.data.numeric_features),
                     "categorical_features": list(config.data.categorical_features),

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlops.core.model import folder as model_folder
 from airflow_mlops.core.scoring.partition import ScoreResult, ScoringError, partition_target
 
 if TYPE_CHECKING:
@@ -46,6 +47,9 @@ class ModelFolderError(ScoringError):
 def load_model_folder(path: str, name: str | None = None) -> ResolvedModel:
     """A model folder (``model.onnx`` + ``model.json``, as packaging writes it) ready to score.
 
+    The folder is read by :func:`airflow_mlops.core.model.folder.read_model_folder`, the
+    server's reader too, so the pod and the server refuse the same folders.
+
     A bare ``.onnx`` file (or a folder without ``model.json``) is read with
     :func:`~airflow_mlops.core.model_ref.resolve_model`, which needs the ``onnx`` package: the
     Airflow worker has it, the serving image does not (it has a model folder instead).
@@ -53,7 +57,7 @@ def load_model_folder(path: str, name: str | None = None) -> ResolvedModel:
     from airflow_mlops.core.model.reference import ModelRefError, ResolvedModel, resolve_model
 
     folder = Path(path)
-    meta_file = folder / "model.json"
+    meta_file = folder / model_folder.META_FILE
     if not (folder.is_dir() and meta_file.is_file()):
         try:
             return resolve_model(str(folder), None, name=name)
@@ -66,31 +70,16 @@ def load_model_folder(path: str, name: str | None = None) -> ResolvedModel:
         except ModelRefError as exc:
             raise ModelFolderError(str(exc)) from exc
     try:
-        meta = json.loads(meta_file.read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelFolderError(f"{meta_file}: cannot read the model metadata ({exc})") from exc
-    missing = [
-        k
-        for k in ("name", "version", "numeric_features", "categorical_features", "classes")
-        if k not in meta
-    ]
-    if missing:
-        raise ModelFolderError(f"{meta_file}: missing key(s) {missing}")
-    numeric = tuple(str(c) for c in meta["numeric_features"] or ())
-    categorical = tuple(str(c) for c in meta["categorical_features"] or ())
-    classes = tuple(meta["classes"] or ())
-    onnx_path = folder / "model.onnx"
-    if not onnx_path.is_file():
-        raise ModelFolderError(f"model folder {folder} lacks model.onnx")
-    if not classes or not (numeric or categorical):
-        raise ModelFolderError(f"{meta_file}: no classes or no feature columns")
+        meta, onnx_path = model_folder.read_model_folder(folder)
+    except model_folder.ModelFolderError as exc:
+        raise ModelFolderError(str(exc)) from exc
     return ResolvedModel(
-        name=str(meta["name"]),
-        version=str(meta["version"]),
+        name=meta.name,
+        version=meta.version,
         onnx_path=str(onnx_path),
-        numeric_features=numeric,
-        categorical_features=categorical,
-        classes=classes,
+        numeric_features=meta.numeric_features,
+        categorical_features=meta.categorical_features,
+        classes=meta.classes,
         model_uri=str(folder),
     )
 

@@ -42,6 +42,7 @@ from airflow_mlops.core.data.io import (
     atomic_output,
     shown,
 )
+from airflow_mlops.core.model.feed import as_inputs, categorical_from_arrow, numeric_from_arrow
 from airflow_mlops.core.scoring.partition import ScoringError
 
 __all__ = [
@@ -294,66 +295,33 @@ def _note(reasons: np.ndarray | None, mask: np.ndarray, text: str, n: int) -> np
 
 
 def _numeric(arr: pa.Array, name: str, reasons: np.ndarray | None, n: int) -> Any:
-    t = arr.type
-    if _is_text_type(t):  # CSV: parse value by value, bad text is a reject
-        import pandas as pd
-
-        raw = arr.to_numpy(zero_copy_only=False)
-        parsed = pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce").to_numpy(
-            dtype=np.float64, na_value=np.nan
+    column = numeric_from_arrow(arr)
+    if column.unparsable is not None:  # CSV text that is no number: the raw text is rejected
+        reasons = _note(reasons, column.unparsable, f"non-numeric value in `{name}`", n)
+    if column.not_float32 is not None:
+        reasons = _note(
+            reasons, column.not_float32, f"non-finite or out-of-float32-range value in `{name}`", n
         )
-        bad = np.isnan(parsed) & ~pd.isna(raw)
-        bad &= ~np.isin(np.char.lower(raw.astype(str)), ("nan", ""))
-        if bad.any():
-            reasons = _note(reasons, bad, f"non-numeric value in `{name}`", n)
-        values = parsed.astype(np.float32)
-    elif pa.types.is_decimal(t) or pa.types.is_null(t):
-        values = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float32)
-    else:
-        values = pc.cast(arr, pa.float32(), safe=False).to_numpy(zero_copy_only=False)
-    if pa.types.is_floating(t) or pa.types.is_decimal(t) or _is_text_type(t):
-        inf = np.isinf(values)
-        if inf.any():
-            reasons = _note(
-                reasons, inf, f"non-finite or out-of-float32-range value in `{name}`", n
-            )
-    return values.reshape(-1, 1), reasons
-
-
-def _categorical(arr: pa.Array) -> np.ndarray:
-    if not pa.types.is_dictionary(arr.type):
-        if not _is_text_type(arr.type):
-            arr = pc.cast(arr, pa.string())
-        arr = pc.dictionary_encode(arr)
-    dictionary = arr.dictionary
-    if not _is_text_type(dictionary.type):
-        dictionary = pc.cast(dictionary, pa.string())
-    # Index into a small array of str objects instead of building a str per row; the last slot
-    # is the missing category for null rows.
-    words = np.empty(len(dictionary) + 1, dtype=object)
-    words[:-1] = dictionary.to_numpy(zero_copy_only=False)
-    words[-1] = ""
-    indices = pc.fill_null(arr.indices, len(dictionary)).to_numpy(zero_copy_only=False)
-    return words[indices].reshape(-1, 1)
+    return column.values, reasons
 
 
 def build_feed(
     batch: pa.RecordBatch, numeric: Sequence[str], categorical: Sequence[str], keys: Sequence[str]
 ) -> Feed:
-    """ONNX inputs for ``batch`` straight from its Arrow columns (no pandas on this path)."""
+    """ONNX inputs for ``batch`` straight from its Arrow columns (no pandas on this path but
+    CSV text), by the column rules of :mod:`airflow_mlops.core.model.feed`."""
     n = batch.num_rows
     reasons: np.ndarray | None = None
-    inputs: dict[str, np.ndarray] = {}
     for key in keys:
         arr = batch.column(key)
         if arr.null_count:
             mask = arr.is_null().to_numpy(zero_copy_only=False)
             reasons = _note(reasons, mask, f"missing key `{key}`", n)
+    values: dict[str, np.ndarray] = {}
     for name in numeric:
-        inputs[name], reasons = _numeric(batch.column(name), name, reasons, n)
-    for name in categorical:
-        inputs[name] = _categorical(batch.column(name))
-    return Feed(inputs, reasons)
+        values[name], reasons = _numeric(batch.column(name), name, reasons, n)
+    words = {name: categorical_from_arrow(batch.column(name)) for name in categorical}
+    return Feed(as_inputs(values, words), reasons)
 
 
 def rejects_batch(

@@ -373,6 +373,7 @@ def score_partition(
     import pyarrow.parquet as pq
 
     from airflow_mlops.core.data.io import atomic_output, write_parquet_atomic
+    from airflow_mlops.core.model.session import load_session
     from airflow_mlops.core.scoring.io import (
         BackgroundWriter,
         Feed,
@@ -387,7 +388,6 @@ def score_partition(
         remove_if_exists,
         sample_table,
     )
-    from airflow_mlops.core.training.convert import load_session
 
     started = time.perf_counter()
     reset_peak_rss()

@@ -1,56 +1,29 @@
-"""Convert a fitted pipeline to ONNX, score it with ONNX Runtime, compare it with the native one.
+"""Convert a fitted pipeline to ONNX.
 
-Input contract of every model this package converts (scoring code and the serving app rely on
-it; :func:`onnx_feed` builds it from a frame):
+The converted model follows the input contract of :mod:`airflow_mlops.core.model.feed` (one
+``[N, 1]`` input per feature, float32 numbers with NaN for missing, strings with ``""`` for
+missing) and has two outputs, ``label`` and ``probabilities`` (``[N, n_classes]`` in the order of
+``classes_``). There is no ZipMap: it costs 1.15x-7.8x in time and hundreds of MB at the batch
+sizes we score with. The parity check against the native pipeline is in
+:mod:`airflow_mlops.core.training.parity`.
 
-- one ONNX input per feature column, named exactly as the column, shape ``[None, 1]``;
-- numeric columns are ``float32``; NaN means missing (the model imputes it);
-- categorical columns are ``string``; a missing value is the empty string ``""`` (ONNX string
-  tensors have no null). The native pipeline maps None/NaN/pd.NA to ``""`` as well
-  (:class:`airflow_mlops.core.training.FillMissingCategories`), so "missing" is one and the
-  same category in both runtimes; a category never seen in training scores as all-zero one-hot
-  in both.
-
-Outputs: ``label`` (the predicted class) and ``probabilities``, a plain float tensor
-``[N, n_classes]`` with columns in the order of the model's ``classes_``. There is no ZipMap:
-it costs 1.15x-7.8x in time and hundreds of MB at batch sizes we score with.
-
-This module imports only numpy and pandas at the top, so the serving app can build feeds
-without importing scikit-learn; skl2onnx, onnxmltools, lightgbm and onnxruntime are imported
-where they are needed.
+Only numpy is imported at the top; skl2onnx, onnxmltools, lightgbm and this package's
+transformers (:mod:`airflow_mlops.core.training.pipeline`, which imports scikit-learn) are
+imported where they are needed.
 """
 
 from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from airflow_mlops.core.config.model import ModelConfig
 
-if TYPE_CHECKING:
-    import onnxruntime
-
-__all__ = [
-    "MISSING_CATEGORY",
-    "ConversionError",
-    "ParityResult",
-    "category_strings",
-    "check_parity",
-    "convert_to_onnx",
-    "float32_column",
-    "load_session",
-    "onnx_feed",
-    "predict_proba_onnx",
-]
-
-MISSING_CATEGORY = ""
-"""How a missing categorical value is fed to ONNX (and seen by the native one-hot encoder)."""
+__all__ = ["ConversionError", "convert_to_onnx"]
 
 # ai.onnx.ml 3 is what TreeEnsembleClassifier, OneHotEncoder and the linear ops need, and what
 # every onnxruntime release since 1.7 implements.
@@ -59,46 +32,6 @@ _ML_OPSET = 3
 
 class ConversionError(RuntimeError):
     """A pipeline that cannot be converted to ONNX; the message names the step."""
-
-
-def category_strings(values: Any) -> np.ndarray:
-    """One categorical column as a 1-D object array of ``str``, missing values as ``""``.
-
-    Used by both the native pipeline and :func:`onnx_feed`, so both see the same strings.
-    """
-    arr = values.to_numpy(dtype=object) if isinstance(values, pd.Series) else values
-    arr = np.array(arr, dtype=object, copy=True).reshape(-1)
-    missing = pd.isna(arr)
-    if missing.any():
-        arr[missing] = MISSING_CATEGORY
-    # infer_dtype is one C pass; the per-value str() only runs for non-string columns.
-    if pd.api.types.infer_dtype(arr, skipna=False) != "string":
-        arr = arr.astype(str).astype(object)
-    return arr
-
-
-def float32_column(values: Any) -> np.ndarray:
-    """One numeric column as a 1-D float32 array, missing values (None, NaN, pd.NA) as NaN."""
-    if isinstance(values, pd.Series):
-        if values.dtype.kind in "fiub":
-            return np.asarray(values.to_numpy(), dtype=np.float32)
-        return values.to_numpy(dtype=np.float32, na_value=np.nan)
-    return np.asarray(values, dtype=np.float32).reshape(-1)
-
-
-def onnx_feed(
-    frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]
-) -> dict[str, np.ndarray]:
-    """Build the ONNX Runtime feed for ``frame`` (see the module docstring for the contract)."""
-    absent = [c for c in (*numeric, *categorical) if c not in frame.columns]
-    if absent:
-        raise ValueError(f"frame lacks feature column(s) {absent}")
-    feed: dict[str, np.ndarray] = {}
-    for name in numeric:
-        feed[name] = float32_column(frame[name]).reshape(-1, 1)
-    for name in categorical:
-        feed[name] = category_strings(frame[name]).reshape(-1, 1)
-    return feed
 
 
 _register_lock = threading.Lock()
@@ -187,7 +120,7 @@ def _convert_float32_scaler(scope: Any, operator: Any, container: Any) -> None:
 def _convert_fill_missing(scope: Any, operator: Any, container: Any) -> None:
     from skl2onnx.operator_converters.common import concatenate_variables
 
-    # The feed already encodes missing strings as "" (the contract above), so the fill is an
+    # The feed already encodes missing strings as "" (core.model.feed), so the fill is an
     # identity in the graph.
     source = concatenate_variables(scope, operator.inputs, container)
     container.add_node("Identity", [source], operator.outputs[0].full_name)
@@ -415,142 +348,3 @@ def convert_to_onnx(pipeline: Any, config: ModelConfig) -> bytes:
             f"with opset {opset}: {type(exc).__name__}: {detail}"
         ) from exc
     return bytes(model.SerializeToString())
-
-
-def load_session(
-    onnx: bytes | str, threads: int | None = None, *, spinning: bool = False
-) -> onnxruntime.InferenceSession:
-    """An ONNX Runtime CPU session with sequential execution.
-
-    :param onnx: the serialized model, or a local path / fsspec URI of a ``.onnx`` file.
-    :param threads: intra-op threads (``None``: ONNX Runtime's default, one per core).
-    :param spinning: let idle intra-op threads spin-wait for work (ONNX Runtime's own default;
-        the scoring server's sessions do). Off here: every caller of this function feeds large
-        batches, where spinning saves nothing, and when mapped tasks share a worker's cores it
-        burns the CPU the others need.
-    """
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.inter_op_num_threads = 1
-    if threads is not None:
-        options.intra_op_num_threads = int(threads)
-    if not spinning:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    source: bytes | str = onnx
-    if isinstance(onnx, str) and "://" in onnx and not onnx.startswith("file://"):
-        import fsspec
-
-        with fsspec.open(onnx, "rb") as fh:
-            source = fh.read()
-    elif isinstance(onnx, str):
-        source = onnx.removeprefix("file://")
-    return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
-
-
-def predict_proba_onnx(
-    session: onnxruntime.InferenceSession,
-    frame: pd.DataFrame,
-    numeric: Sequence[str],
-    categorical: Sequence[str],
-) -> np.ndarray:
-    """Class probabilities ``[N, n_classes]`` for ``frame`` (columns in ``classes_`` order)."""
-    result = session.run(["probabilities"], onnx_feed(frame, numeric, categorical))
-    return np.asarray(result[0])
-
-
-def _sci(value: float) -> str:
-    # 1.0e-04 -> 1e-04: reads like the config value it is compared with.
-    text = f"{value:.1e}"
-    return text.replace(".0e", "e")
-
-
-@dataclass(frozen=True)
-class ParityResult:
-    """Native vs ONNX Runtime on the same rows.
-
-    :param rows: rows compared.
-    :param max_abs_diff: largest absolute probability difference over all rows and classes.
-    :param mean_abs_diff: mean absolute probability difference.
-    :param label_disagreements: rows whose predicted label differs.
-    :param max_abs_diff_allowed: the tolerance (``onnx.max_abs_diff``).
-    :param label_disagreements_allowed: the tolerance (``onnx.max_label_disagreements``).
-    :param passed: both figures within their tolerance.
-    """
-
-    rows: int
-    max_abs_diff: float
-    mean_abs_diff: float
-    label_disagreements: int
-    max_abs_diff_allowed: float
-    label_disagreements_allowed: int
-    passed: bool
-
-    @property
-    def message(self) -> str:
-        """One line naming each figure and its threshold."""
-        labels = (
-            f"{self.label_disagreements} label disagreements of {self.rows} rows "
-            f"(allowed {self.label_disagreements_allowed})"
-        )
-        diff = f"max |Δp| {_sci(self.max_abs_diff)} (allowed {_sci(self.max_abs_diff_allowed)})"
-        if self.passed:
-            return f"parity ok: {diff}, {labels}"
-        failed = []
-        if not self.max_abs_diff <= self.max_abs_diff_allowed:
-            failed.append(
-                f"max |Δp| {_sci(self.max_abs_diff)} exceeds allowed "
-                f"{_sci(self.max_abs_diff_allowed)}"
-            )
-        if self.label_disagreements > self.label_disagreements_allowed:
-            failed.append(
-                f"{self.label_disagreements} label disagreements of {self.rows} rows exceed "
-                f"allowed {self.label_disagreements_allowed}"
-            )
-        return f"parity failed: {'; '.join(failed)} (mean |Δp| {_sci(self.mean_abs_diff)})"
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict, message included (for XCom and MLflow tags)."""
-        return {**asdict(self), "message": self.message}
-
-
-def _same_labels(native: np.ndarray, onnx_labels: np.ndarray) -> np.ndarray:
-    native = np.asarray(native).reshape(-1)
-    onnx_labels = np.asarray(onnx_labels).reshape(-1)
-    if native.dtype.kind in "OUS" or onnx_labels.dtype.kind in "OUS":
-        return np.asarray(native.astype(str) == onnx_labels.astype(str))
-    return np.asarray(native == onnx_labels)
-
-
-def check_parity(
-    pipeline: Any, onnx_bytes: bytes, holdout_frame: pd.DataFrame, config: ModelConfig
-) -> ParityResult:
-    """Score ``holdout_frame`` natively and with ONNX Runtime; compare against ``config.onnx``.
-
-    Probabilities are compared cell by cell; labels are the native ``predict`` against the ONNX
-    ``label`` output, i.e. what each runtime would actually answer.
-    """
-    data = config.data
-    native_proba = np.asarray(pipeline.predict_proba(holdout_frame), dtype=np.float64)
-    native_labels = pipeline.predict(holdout_frame)
-    session = load_session(onnx_bytes)
-    onnx_labels, onnx_proba = session.run(
-        ["label", "probabilities"],
-        onnx_feed(holdout_frame, data.numeric_features, data.categorical_features),
-    )
-    diff = np.abs(native_proba - np.asarray(onnx_proba, dtype=np.float64))
-    rows = len(holdout_frame)
-    max_diff = float(diff.max()) if diff.size else 0.0
-    mean_diff = float(diff.mean()) if diff.size else 0.0
-    disagreements = int(rows - _same_labels(native_labels, onnx_labels).sum())
-    spec = config.onnx
-    return ParityResult(
-        rows=rows,
-        max_abs_diff=max_diff,
-        mean_abs_diff=mean_diff,
-        label_disagreements=disagreements,
-        max_abs_diff_allowed=spec.max_abs_diff,
-        label_disagreements_allowed=spec.max_label_disagreements,
-        passed=max_diff <= spec.max_abs_diff and disagreements <= spec.max_label_disagreements,
-    )

@@ -9,7 +9,8 @@ The pipeline is one scikit-learn :class:`~sklearn.pipeline.Pipeline` that takes 
     model: the estimator named by ``training.estimator``
 
 Three small transformers of our own keep the native model and its ONNX conversion identical
-(see :mod:`airflow_mlops.core.onnx` for the ONNX input contract and their converters):
+(see :mod:`airflow_mlops.core.model.feed` for the ONNX input contract and
+:mod:`airflow_mlops.core.training.convert` for their converters):
 
 - :class:`ToFloat32` casts numeric inputs to float32 first, because the ONNX model receives
   float32 and tree ensembles compare thresholds in float32: a float64 pipeline disagrees with
@@ -39,7 +40,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, is_classifier
 from sklearn.preprocessing import StandardScaler
 
 from airflow_mlops.core.config.model import ModelConfig
-from airflow_mlops.core.training.convert import category_strings, float32_column
+from airflow_mlops.core.model.feed import category_strings, float32_column
 
 __all__ = [
     "FillMissingCategories",
@@ -62,8 +63,8 @@ class TrainingError(ValueError):
 class ToFloat32(TransformerMixin, BaseEstimator):
     """Cast numeric columns to float32, keeping NaN as missing.
 
-    ONNX Runtime receives float32 (see :mod:`airflow_mlops.core.onnx`); casting here, before
-    imputation and scaling, makes the native pipeline see the very same numbers.
+    ONNX Runtime receives float32 (see :mod:`airflow_mlops.core.model.feed`); casting here,
+    before imputation and scaling, makes the native pipeline see the very same numbers.
     """
 
     def fit(self, X: Any, y: Any = None) -> ToFloat32:

@@ -73,3 +73,22 @@ def test_unknown_alias_and_model_are_named(champion):
         resolve_version("models:/no_such_model@champion", tracking)
     with pytest.raises(ModelRefError, match=r"'fixture_churn' has no version 999"):
         resolve_version("models:/fixture_churn/999", tracking)
+
+
+def test_one_models_uri_parser_for_resolution_profiling_and_serving(monkeypatch):
+    from airflow_mlops.core.model.reference import parse_models_uri
+    from airflow_mlops.core.profiling.profile import ProfilingError, parse_model_ref
+    from airflow_mlops.serving.models import LoadError, load_version
+
+    assert parse_models_uri("models:/churn/12") == ("churn", "12")
+    assert parse_models_uri("models:/churn@champion") == ("churn", "champion")
+    assert parse_model_ref("models:/churn@champion", "other") == ("churn", "champion")
+    needle = "is not models:/<name>/<version> or models:/<name>@<alias>"
+    for bad in ("models:/churn", "models:/churn/latest", "models:/a/b/3"):
+        with pytest.raises(ModelRefError, match=needle):
+            parse_models_uri(bad)
+        with pytest.raises(ProfilingError, match=needle):
+            parse_model_ref(bad, "other")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    with pytest.raises(LoadError, match=needle):
+        load_version("1", "models:/churn")

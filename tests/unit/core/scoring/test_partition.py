@@ -40,7 +40,8 @@ def _score(model, src, out, **kw):
 
 
 def test_predictions_match_onnx_runtime_in_memory(model, tmp_path):
-    from airflow_mlops.core.training.convert import load_session, predict_proba_onnx
+    from airflow_mlops.core.model.session import load_session
+    from airflow_mlops.core.training.parity import predict_proba_onnx
 
     frame = _frame(5_000)
     src = _write(frame, tmp_path / "in" / "part-0.parquet")
@@ -128,7 +129,7 @@ class _FailingSession:
     """Real ONNX Runtime session that raises on the third batch (a crash mid-partition)."""
 
     def __init__(self, path: str) -> None:
-        from airflow_mlops.core.training.convert import load_session
+        from airflow_mlops.core.model.session import load_session
 
         self.inner = load_session(path)
         self.calls = 0

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import onnx
 import pandas as pd
@@ -12,18 +10,15 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC
 
 from airflow_mlops.core.config.model import DataSpec, ModelConfig, OnnxSpec, TrainingSpec
+from airflow_mlops.core.model.feed import onnx_feed
+from airflow_mlops.core.model.session import load_session
 from airflow_mlops.core.training.convert import (
     ConversionError,
-    ParityResult,
     _lightgbm_with_float32_thresholds,
     _patch_hist_gradient_boosting,
-    category_strings,
-    check_parity,
     convert_to_onnx,
-    load_session,
-    onnx_feed,
-    predict_proba_onnx,
 )
+from airflow_mlops.core.training.parity import check_parity, predict_proba_onnx
 from airflow_mlops.core.training.pipeline import ToFloat32, build_pipeline
 
 NUMERIC = ("age", "income", "visits")
@@ -169,19 +164,6 @@ def test_parity_failure_names_figure_and_threshold(frames):
     assert "exceeds allowed 1e-12" in result.message
 
 
-def test_parity_message_formats():
-    ok = ParityResult(2000, 2.1e-07, 3e-08, 0, 1e-4, 0, True)
-    assert ok.message == (
-        "parity ok: max |Δp| 2.1e-07 (allowed 1e-04), 0 label disagreements of 2000 rows "
-        "(allowed 0)"
-    )
-    bad = dataclasses.replace(ok, max_abs_diff=3.5e-2, label_disagreements=3, passed=False)
-    assert bad.message == (
-        "parity failed: max |Δp| 3.5e-02 exceeds allowed 1e-04; 3 label disagreements of 2000 "
-        "rows exceed allowed 0 (mean |Δp| 3e-08)"
-    )
-
-
 class Doubler(TransformerMixin, BaseEstimator):
     """A transformer skl2onnx has never heard of."""
 
@@ -212,25 +194,6 @@ def test_unconvertible_steps_are_named(frames):
     custom.fit(train, train["churn"])
     with pytest.raises(ConversionError, match=r"step 'prep\.num\.double' \(.*Doubler\)"):
         convert_to_onnx(custom, config)
-
-
-def test_feed_builds_the_contract():
-    frame = pd.DataFrame(
-        {
-            "a": [1, 2, 3],
-            "b": pd.array([1.5, None, 2.0], dtype="Float64"),
-            "c": ["x", None, np.nan],
-            "d": [1, 2, 3],
-        }
-    )
-    feed = onnx_feed(frame, ["a", "b"], ["c", "d"])
-    assert feed["a"].dtype == np.float32 and feed["a"].shape == (3, 1)
-    assert np.isnan(feed["b"][1, 0])
-    assert feed["c"][:, 0].tolist() == ["x", "", ""]
-    assert feed["d"][:, 0].tolist() == ["1", "2", "3"]
-    assert category_strings(pd.Series(["a", None])).tolist() == ["a", ""]
-    with pytest.raises(ValueError, match=r"lacks feature column\(s\) \['zz'\]"):
-        onnx_feed(frame, ["zz"], [])
 
 
 def test_load_session_from_file(converted, tmp_path, frames):
