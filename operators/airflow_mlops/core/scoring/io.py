@@ -42,7 +42,7 @@ from airflow_mlops.core.data.io import (
     atomic_output,
     shown,
 )
-from airflow_mlops.core.scoring.partition import ScoringError
+from airflow_mlops.core.scoring.types import ScoringError
 
 __all__ = [
     "BackgroundWriter",
