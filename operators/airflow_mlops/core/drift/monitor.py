@@ -30,8 +30,9 @@ from typing import Any
 import pandas as pd
 
 from airflow_mlops.core.config.model import ConfigError, ModelConfig, expand
-from airflow_mlops.core.drift.check import DriftPolicy, DriftResult, check_drift
+from airflow_mlops.core.drift.check import check_drift
 from airflow_mlops.core.drift.report import preload_evidently
+from airflow_mlops.core.drift.types import DriftPolicy, DriftResult
 from airflow_mlops.core.registry.tracking import TrackingConfig
 
 log = logging.getLogger(__name__)

@@ -8,8 +8,9 @@ import pytest
 
 from airflow_mlops.core.config.model import ConfigError
 from airflow_mlops.core.drift import stats as drift_stats
-from airflow_mlops.core.drift.check import DriftPolicy, check_drift
+from airflow_mlops.core.drift.check import check_drift
 from airflow_mlops.core.drift.monitor import MonitoringSpec, _streak
+from airflow_mlops.core.drift.types import DriftPolicy
 from airflow_mlops.devstack.demo_data import CATEGORICAL_FEATURES, NUMERIC_FEATURES, generate
 
 FEATURES = {"numeric": NUMERIC_FEATURES, "categorical": CATEGORICAL_FEATURES}
