@@ -64,7 +64,8 @@ def child(variant: str, ref_path: str, cur_path: str) -> None:
     categorical = [c for c in cols if kinds[c] == "categorical"]
     out: dict = {}
     if variant == "cold":
-        from airflow_mlops.core.drift.check import DriftPolicy, check_drift
+        from airflow_mlops.core.drift.check import check_drift
+        from airflow_mlops.core.drift.types import DriftPolicy
 
         ref = pd.read_parquet(ref_path, columns=cols)
         cur = pd.read_parquet(cur_path, columns=cols)
@@ -82,7 +83,8 @@ def child(variant: str, ref_path: str, cur_path: str) -> None:
     ref = pd.read_parquet(ref_path, columns=cols)
     cur = pd.read_parquet(cur_path, columns=cols)
     if variant == "check":
-        from airflow_mlops.core.drift.check import DriftPolicy, check_drift
+        from airflow_mlops.core.drift.check import check_drift
+        from airflow_mlops.core.drift.types import DriftPolicy
 
         t = time.perf_counter()
         import evidently.presets
@@ -103,8 +105,8 @@ def child(variant: str, ref_path: str, cur_path: str) -> None:
         out["total_s"] = time.perf_counter() - t
         out["drifted"] = sorted(decision.drifted_columns)
     elif variant == "evidently":
-        from airflow_mlops.core.drift.check import DriftPolicy
         from airflow_mlops.core.drift.report import evidently_decisions, run_evidently
+        from airflow_mlops.core.drift.types import DriftPolicy
 
         t = time.perf_counter()
         import evidently.presets  # noqa: F401
@@ -188,8 +190,9 @@ def agreement(trials: int, rows: int) -> None:
     """Check vs Evidently on the same rows, same config, shifts that put columns near 0.1."""
     import numpy as np
 
-    from airflow_mlops.core.drift.check import DriftPolicy, check_drift
+    from airflow_mlops.core.drift.check import check_drift
     from airflow_mlops.core.drift.report import evidently_decisions, run_evidently
+    from airflow_mlops.core.drift.types import DriftPolicy
 
     kinds = _kinds()
     cols = list(kinds)
@@ -219,7 +222,8 @@ def agreement(trials: int, rows: int) -> None:
 
 def rates(seeds: int, sizes, reference_rows: int) -> None:
     """Share of checks whose status is ``drift`` under the default policy."""
-    from airflow_mlops.core.drift.check import DriftPolicy, check_drift
+    from airflow_mlops.core.drift.check import check_drift
+    from airflow_mlops.core.drift.types import DriftPolicy
     from airflow_mlops.devstack.demo_data import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
     policy = DriftPolicy()

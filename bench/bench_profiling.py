@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     from airflow_mlops.core.config.model import load_config
-    from airflow_mlops.core.profiling.profile import ProfilingSpec, profile_model
+    from airflow_mlops.core.profiling.profile import profile_model
+    from airflow_mlops.core.profiling.types import ProfilingSpec
     from airflow_mlops.core.training.convert import convert_to_onnx
     from airflow_mlops.core.training.pipeline import build_pipeline
     from airflow_mlops.devstack.demo_data import generate

@@ -77,7 +77,8 @@ def floor(config_path: Path, tracking, rows: int, home: Path) -> float:
     """rows/s of ``score_partition`` on all rows in this process (no Airflow, no fan-out)."""
     from airflow_mlops.core.config.model import load_config
     from airflow_mlops.core.model.reference import resolve_model
-    from airflow_mlops.core.scoring.partition import ScoringSpec, score_partition
+    from airflow_mlops.core.scoring.partition import score_partition
+    from airflow_mlops.core.scoring.spec import ScoringSpec
 
     config = load_config(config_path)
     spec = ScoringSpec.from_dict(config.scoring)

@@ -33,7 +33,7 @@ from airflow.sdk import (
 )
 
 from airflow_mlops.core.config.model import load_config
-from airflow_mlops.core.scoring.partition import ScoringSpec
+from airflow_mlops.core.scoring.spec import ScoringSpec
 from airflow_mlops.operators.scoring import BatchScoreOperator, ResolveModelOperator
 
 CONFIG = os.environ.get(
@@ -135,9 +135,9 @@ def scoring_dag(
 
         @task(trigger_rule="all_done")
         def summary(results: Any, listed: list[str]) -> dict[str, Any]:
-            from airflow_mlops.core.scoring.partition import ScoringError
             from airflow_mlops.core.scoring.pod import normalize_results
             from airflow_mlops.core.scoring.runs import summarize
+            from airflow_mlops.core.scoring.types import ScoringError
 
             try:
                 out = summarize(normalize_results(results), list(listed or []))

@@ -118,7 +118,7 @@ def score(args: argparse.Namespace) -> int:
     from airflow_mlops.core.data.io import DataError
     from airflow_mlops.core.model.reference import ModelRefError
     from airflow_mlops.core.scoring.container import XCOM_FILE_ENV, score_in_container, write_xcom
-    from airflow_mlops.core.scoring.partition import ScoringError
+    from airflow_mlops.core.scoring.types import ScoringError
 
     logging.basicConfig(
         level=logging.INFO,
@@ -156,7 +156,7 @@ def score(args: argparse.Namespace) -> int:
 
 
 def _score_parser(sub: Any) -> None:
-    from airflow_mlops.core.scoring.partition import DEFAULT_BATCH_ROWS, DEFAULT_SAMPLE_ROWS
+    from airflow_mlops.core.scoring.types import DEFAULT_BATCH_ROWS, DEFAULT_SAMPLE_ROWS
 
     p = sub.add_parser(
         "score",

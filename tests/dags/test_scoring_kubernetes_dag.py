@@ -107,7 +107,7 @@ def test_kubernetes_runner_maps_pods_over_the_plan_without_cluster(k8s_dag):
 def test_pod_of_one_partition_renders_and_validates_without_cluster(k8s_dag):
     from kubernetes.client import ApiClient, V1ResourceRequirements
 
-    from airflow_mlops.core.scoring.partition import ScoringSpec
+    from airflow_mlops.core.scoring.spec import ScoringSpec
 
     plan_task = k8s_dag.get_task("plan_pods")
     spec = ScoringSpec.from_dict(SCORING)

@@ -34,7 +34,7 @@ def profiled(champion):
 def test_profile_is_recorded_on_the_version(profiled):
     import mlflow
 
-    from airflow_mlops.core.profiling.profile import TAG_KEYS
+    from airflow_mlops.core.profiling.types import TAG_KEYS
     from airflow_mlops.core.registry import versions as registry
 
     champion, result = profiled
@@ -79,7 +79,8 @@ def test_result_carries_the_slo_verdict_for_promotion(profiled):
 
 
 def test_unknown_version_is_named(champion):
-    from airflow_mlops.core.profiling.profile import ProfilingError, profile_registered
+    from airflow_mlops.core.profiling.profile import profile_registered
+    from airflow_mlops.core.profiling.types import ProfilingError
 
     with pytest.raises(ProfilingError, match="fixture_churn 999: no such version"):
         profile_registered(champion["tracking"], champion["config"], "fixture_churn", "999")

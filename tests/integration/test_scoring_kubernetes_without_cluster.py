@@ -198,7 +198,8 @@ def test_the_dag_plans_pods_of_the_pinned_version_up_to_the_cluster_boundary(sta
     from kubernetes.client import ApiClient
 
     from airflow_mlops.core.registry import versions as registry
-    from airflow_mlops.core.scoring.pod import KubernetesScoringSpec, pod_resources
+    from airflow_mlops.core.scoring.pod import pod_resources
+    from airflow_mlops.core.scoring.spec import KubernetesScoringSpec
 
     plan, version = planned["plan"], stack["version"]
     assert len(plan) == 2

@@ -236,8 +236,8 @@ def run(rows: int) -> int:
     from airflow_mlops.core.config.model import load_config
     from airflow_mlops.core.registry import versions as registry
     from airflow_mlops.core.registry.tracking import TrackingConfig
-    from airflow_mlops.core.scoring.runs import format_demo, score_demo
     from airflow_mlops.devstack.demo_data import write_dataset
+    from airflow_mlops.devstack.scoring_demo import format_demo, score_demo
 
     home = devstack.mlops_home()
     os.environ["MLOPS_HOME"] = str(home)

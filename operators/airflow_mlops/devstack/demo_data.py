@@ -151,20 +151,38 @@ def _generate_range(start: int, stop: int, seed: int, shift: float) -> pa.Table:
 
 
 def _block(index: int, seed: int, shift: float) -> pa.Table:
-    """One block of :data:`BLOCK_ROWS` customers, drawn from the generator ``(seed, index)``."""
+    """One block of :data:`BLOCK_ROWS` customers, drawn from the generator ``(seed, index)``.
+
+    The draws happen in one fixed order (categories, numbers, label, missing values): a block
+    is the same for the same ``(seed, index, shift)`` whatever else is generated.
+    """
     rng = np.random.default_rng([seed, index])
     n = BLOCK_ROWS
     s = float(shift)
+    codes = _draw_codes(rng, n, s)
+    raw = _draw_numbers(rng, n, s, codes)
+    churned = _churn(rng, n, codes, raw)
+    return _table(rng, index, n, codes, raw, churned)
 
+
+def _draw_codes(rng: np.random.Generator, n: int, s: float) -> dict[str, np.ndarray]:
+    """Category codes of the four categorical features."""
     # Shift pushes customers toward month-to-month; the rest keep their 55:45 one/two-year mix.
     p_m2m = min(0.5 + 0.15 * s, 0.92)
-    contract = _pick(rng, n, (p_m2m, (1 - p_m2m) * 0.55, (1 - p_m2m) * 0.45))
-    m2m, two_year = contract == 0, contract == 2
-    internet = _pick(rng, n, (0.44, 0.34, 0.22))
-    fiber, no_internet = internet == 0, internet == 2
-    payment = _pick(rng, n, (0.34, 0.2, 0.23, 0.23))
-    region = _pick(rng, n, (0.3, 0.25, 0.25, 0.2))
+    return {
+        "contract": _pick(rng, n, (p_m2m, (1 - p_m2m) * 0.55, (1 - p_m2m) * 0.45)),
+        "internet_service": _pick(rng, n, (0.44, 0.34, 0.22)),
+        "payment_method": _pick(rng, n, (0.34, 0.2, 0.23, 0.23)),
+        "region": _pick(rng, n, (0.3, 0.25, 0.25, 0.2)),
+    }
 
+
+def _draw_numbers(
+    rng: np.random.Generator, n: int, s: float, codes: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """The numeric features, unrounded where the label uses the exact value."""
+    m2m, two_year = codes["contract"] == 0, codes["contract"] == 2
+    fiber, no_internet = codes["internet_service"] == 0, codes["internet_service"] == 2
     # Long contracts come with long customer histories.
     tenure_scale = np.where(m2m, 14.0, np.where(two_year, 45.0, 30.0))
     tenure = np.minimum(np.floor(rng.exponential(tenure_scale)), 72).astype(np.int64)
@@ -179,7 +197,7 @@ def _block(index: int, seed: int, shift: float) -> pa.Table:
     support_calls = rng.poisson(np.where(fiber, 1.6, 1.1) * (1 + 0.5 * s))
     usage = np.where(no_internet, 0.0, rng.lognormal(np.log(120) + 0.18 * s, 0.7, n))
     call_minutes = rng.gamma(2.0, 45.0, n)
-    late_payments = rng.poisson(np.where(payment == 1, 0.9, 0.4))
+    late_payments = rng.poisson(np.where(codes["payment_method"] == 1, 0.9, 0.4))
     outages = rng.gamma(0.6, 60.0 * (1 + 0.3 * fiber), n)
     satisfaction = np.clip(
         np.round(7.2 - 0.55 * support_calls - 0.004 * outages + rng.normal(0, 1.6, n)), 1, 10
@@ -189,66 +207,88 @@ def _block(index: int, seed: int, shift: float) -> pa.Table:
     dependents = np.minimum(rng.poisson(0.9, n), 6)
     income = np.round(rng.lognormal(np.log(62), 0.5, n), 1)
     referrals = rng.poisson(0.25 + 0.015 * tenure)
-
-    # The label sees the true values; some are then hidden as missing, as in real data.
-    logit = (
-        _INTERCEPT
-        + 1.0 * m2m
-        - 0.9 * two_year
-        - 1.8 * np.tanh(tenure / 12.0)
-        + 0.025 * (monthly - 65.0)
-        + 1.2 * m2m * (monthly > 85.0)
-        + 0.25 * np.minimum(support_calls, 5)
-        + 0.8 * fiber * (support_calls >= 3)
-        + 0.3 * fiber
-        + 0.5 * (payment == 0)
-        - 0.22 * (satisfaction - 6.0)
-        + 0.9 * (login_days > 30.0)
-        + 0.3 * late_payments
-        + 0.0025 * (age - 45.0) ** 2
-        + 0.7 * (usage > 300.0)
-        - 0.3 * np.minimum(referrals, 3)
-        + 0.35 * np.log1p(outages / 30.0)
-        - 0.03 * discount
-        + rng.normal(0, 1.0, n)
-    )
-    churned = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
-
-    numeric: dict[str, np.ndarray] = {
+    return {
         "tenure_months": tenure,
         "monthly_charges": monthly,
         "total_charges": total,
         "age": age,
         "support_calls": support_calls,
         "num_services": num_services,
-        "data_usage_gb": np.round(usage, 2),
-        "avg_call_minutes": np.round(call_minutes, 1),
+        "data_usage_gb": usage,
+        "avg_call_minutes": call_minutes,
         "late_payments": late_payments,
         "satisfaction_score": satisfaction,
-        "days_since_last_login": np.round(login_days, 1),
+        "days_since_last_login": login_days,
         "discount_pct": discount,
         "dependents": dependents,
         "household_income_k": income,
-        "outage_minutes": np.round(outages, 1),
+        "outage_minutes": outages,
         "referrals": referrals,
     }
-    codes = {
-        "contract": contract,
-        "payment_method": payment,
-        "internet_service": internet,
-        "region": region,
-    }
+
+
+def _churn(
+    rng: np.random.Generator, n: int, codes: dict[str, np.ndarray], raw: dict[str, np.ndarray]
+) -> np.ndarray:
+    """The label, drawn from a logistic model of the true (not yet hidden) values."""
+    m2m, two_year = codes["contract"] == 0, codes["contract"] == 2
+    fiber = codes["internet_service"] == 0
+    monthly, support_calls = raw["monthly_charges"], raw["support_calls"]
+    logit = (
+        _INTERCEPT
+        + 1.0 * m2m
+        - 0.9 * two_year
+        - 1.8 * np.tanh(raw["tenure_months"] / 12.0)
+        + 0.025 * (monthly - 65.0)
+        + 1.2 * m2m * (monthly > 85.0)
+        + 0.25 * np.minimum(support_calls, 5)
+        + 0.8 * fiber * (support_calls >= 3)
+        + 0.3 * fiber
+        + 0.5 * (codes["payment_method"] == 0)
+        - 0.22 * (raw["satisfaction_score"] - 6.0)
+        + 0.9 * (raw["days_since_last_login"] > 30.0)
+        + 0.3 * raw["late_payments"]
+        + 0.0025 * (raw["age"] - 45.0) ** 2
+        + 0.7 * (raw["data_usage_gb"] > 300.0)
+        - 0.3 * np.minimum(raw["referrals"], 3)
+        + 0.35 * np.log1p(raw["outage_minutes"] / 30.0)
+        - 0.03 * raw["discount_pct"]
+        + rng.normal(0, 1.0, n)
+    )
+    return (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
+
+
+# Shown with fewer decimals than drawn (the label saw the exact values).
+_DECIMALS = {
+    "data_usage_gb": 2,
+    "avg_call_minutes": 1,
+    "days_since_last_login": 1,
+    "outage_minutes": 1,
+}
+
+
+def _table(
+    rng: np.random.Generator,
+    index: int,
+    n: int,
+    codes: dict[str, np.ndarray],
+    raw: dict[str, np.ndarray],
+    churned: np.ndarray,
+) -> pa.Table:
+    """The block as Arrow, with some values hidden as missing, as in real data."""
     columns: dict[str, Any] = {KEY: np.arange(index * n, (index + 1) * n, dtype=np.int64) + 1}
-    for name, values in numeric.items():
+    for name, values in raw.items():
+        if name in _DECIMALS:
+            values = np.round(values, _DECIMALS[name])
         share = _MISSING.get(name)
         if share:
             values = np.where(rng.random(n) < share, np.nan, values)
         columns[name] = pa.array(values, type=_NUMERIC_TYPES[name])
-    for name, code in codes.items():
+    for name in ("contract", "payment_method", "internet_service", "region"):
         share = _MISSING.get(name)
         mask = rng.random(n) < share if share else None
         # take() with a null index yields a null string: no per-row Python objects.
-        indices = pa.array(code.astype(np.int32), mask=mask)
+        indices = pa.array(codes[name].astype(np.int32), mask=mask)
         columns[name] = pa.array(CATEGORIES[name]).take(indices)
     columns[TARGET] = churned
     return pa.Table.from_pydict(columns, schema=_schema())

@@ -35,11 +35,8 @@ class ProfileModelOperator(MLOpsBaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from airflow_mlops.core.profiling.profile import (
-            ProfilingError,
-            parse_model_ref,
-            profile_registered,
-        )
+        from airflow_mlops.core.profiling.profile import parse_model_ref, profile_registered
+        from airflow_mlops.core.profiling.types import ProfilingError
 
         config = self.model_config()
         try:

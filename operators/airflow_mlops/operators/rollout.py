@@ -13,7 +13,7 @@ from airflow_mlops.operators.base import MLOpsBaseOperator, Result
 if TYPE_CHECKING:
     from airflow_mlops.core.config.model import ModelConfig
     from airflow_mlops.core.rollout.policy import RolloutPolicy
-    from airflow_mlops.core.rollout.runner import Target
+    from airflow_mlops.core.rollout.targets.base import Target
 
 
 class _RolloutOperator(MLOpsBaseOperator):
@@ -33,7 +33,7 @@ class _RolloutOperator(MLOpsBaseOperator):
     def target(
         self, config: ModelConfig, policy: RolloutPolicy, images: dict[str, str] | None = None
     ) -> Target:
-        from airflow_mlops.core.rollout.runner import make_target
+        from airflow_mlops.core.rollout.targets.factory import make_target
 
         return make_target(policy, self.tracking(), config.name, images=images)
 
@@ -148,6 +148,7 @@ class DeployCanaryOperator(_RolloutOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops.core.rollout import runner
+        from airflow_mlops.core.rollout.targets.base import CanaryUnhealthy
 
         config = self.model_config()
         policy = self.policy(config)
@@ -160,7 +161,7 @@ class DeployCanaryOperator(_RolloutOperator):
             out = runner.deploy_canary(
                 target, policy, self.tracking(), config.name, canary, baseline
             )
-        except runner.CanaryUnhealthy as exc:
+        except CanaryUnhealthy as exc:
             raise AirflowFailException(str(exc)) from exc
         RolloutEndpointLink.persist(context, _endpoint_url(target.endpoint))
         return {**out, "target": target.name, "image": self.package.get("image")}
@@ -203,6 +204,7 @@ class ShiftTrafficOperator(_RolloutOperator):
         from dataclasses import asdict
 
         from airflow_mlops.core.rollout import runner
+        from airflow_mlops.core.rollout.targets.base import StepFailed
 
         config, policy, target = self.deployed(context, self.deployment)
         try:
@@ -215,7 +217,7 @@ class ShiftTrafficOperator(_RolloutOperator):
                 self.deployment.get("baseline"),
                 int(self.percent),
             )
-        except runner.StepFailed as exc:
+        except StepFailed as exc:
             raise AirflowFailException(str(exc)) from exc
         self.log.info("%s%%: %s", self.percent, step.message)
         return asdict(step)

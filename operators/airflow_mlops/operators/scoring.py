@@ -42,7 +42,7 @@ class ResolveModelOperator(MLOpsBaseOperator):
             parse_reference,
             resolve_version,
         )
-        from airflow_mlops.core.scoring.partition import ScoringSpec
+        from airflow_mlops.core.scoring.spec import ScoringSpec
 
         config = self.model_config()
         spec = self.call_core(ScoringSpec.from_dict, config.scoring, f"task {self.task_id}")
@@ -66,7 +66,7 @@ class BatchScoreOperator(MLOpsBaseOperator):
 
     Designed for dynamic task mapping:
     ``BatchScoreOperator.partial(model=resolve.output, output_uri=...).expand(input_uri=...)``.
-    Returns :class:`airflow_mlops.core.scoring.ScoreResult` as a dict (with the model version
+    Returns :class:`airflow_mlops.core.scoring.types.ScoreResult` as a dict (with the model version
     the partition was scored with).
 
     :param input_uri: the partition: a Parquet/CSV file, a folder or a hive dataset (templated).
@@ -120,12 +120,9 @@ class BatchScoreOperator(MLOpsBaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops.core.model.reference import ModelRefError, parse_reference, resolve_model
-        from airflow_mlops.core.scoring.partition import (
-            ScoringError,
-            ScoringSpec,
-            partition_target,
-            score_partition,
-        )
+        from airflow_mlops.core.scoring.partition import score_partition
+        from airflow_mlops.core.scoring.spec import ScoringSpec
+        from airflow_mlops.core.scoring.types import ScoringError, partition_target
 
         config = self.model_config()
         spec = self.call_core(ScoringSpec.from_dict, config.scoring, f"task {self.task_id}")
@@ -183,7 +180,7 @@ class PlanScoringPodsOperator(MLOpsBaseOperator):
     in the order given) for ``KubernetesPodOperator.partial(...).expand_kwargs(...)`` through
     :func:`scoring_pod_kwargs`. The image is the pinned version's serving image; the pod's
     requests and limits come from the config, else the version's ``mlops.profile.*`` tags, else
-    defaults (:func:`airflow_mlops.core.scoring_pod.pod_resources`).
+    defaults (:func:`airflow_mlops.core.scoring.pod.pod_resources`).
 
     :param model: ``ResolveModelOperator``'s result (the pinned version) (templated).
     :param partitions: the input partitions (URIs) (templated).
@@ -220,8 +217,9 @@ class PlanScoringPodsOperator(MLOpsBaseOperator):
 
     def execute(self, context: Any) -> list[dict[str, Any]]:
         from airflow_mlops.core.registry import versions as registry
-        from airflow_mlops.core.scoring.partition import ScoringError, ScoringSpec
         from airflow_mlops.core.scoring.pod import plan_pods
+        from airflow_mlops.core.scoring.spec import ScoringSpec
+        from airflow_mlops.core.scoring.types import ScoringError
 
         config = self.model_config()
         spec = self.call_core(ScoringSpec.from_dict, config.scoring, f"task {self.task_id}")
@@ -261,7 +259,7 @@ class PlanScoringPodsOperator(MLOpsBaseOperator):
 def scoring_pod_partial(kube: Any, model_name: str) -> dict[str, Any]:
     """The ``KubernetesPodOperator.partial()`` keywords shared by every partition's pod.
 
-    :param kube: the :class:`~airflow_mlops.core.scoring_pod.KubernetesScoringSpec`.
+    :param kube: the :class:`~airflow_mlops.core.scoring.spec.KubernetesScoringSpec`.
     :param model_name: names the pods (``score-<model>-<random>``).
     """
     from airflow.providers.cncf.kubernetes.secret import Secret

@@ -20,19 +20,16 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow_mlops.core.config.model import ConfigError
 from airflow_mlops.serving import protocol
-from airflow_mlops.serving.config import normalise_routes, parse_shadow
-from airflow_mlops.serving.http import read_body
+from airflow_mlops.serving.config import AdminSpec, normalise_routes, parse_shadow
+from airflow_mlops.serving.http import Receive, Scope, read_body
 from airflow_mlops.serving.models import LoadedVersion, LoadError
 from airflow_mlops.serving.protocol import ProtocolError
+from airflow_mlops.serving.repository import VersionRepository
 from airflow_mlops.serving.routing import RoutingTable
-
-if TYPE_CHECKING:
-    from airflow_mlops.serving.app import Scope, ScoringApp
-    from airflow_mlops.serving.http import Receive
 
 log = logging.getLogger(__name__)
 
@@ -42,27 +39,33 @@ _MAX_ADMIN_BODY = 65_536
 
 
 class Admin:
-    """The admin endpoints of one :class:`~airflow_mlops.serving.app.ScoringApp`."""
+    """The admin endpoints over one server's loaded versions.
 
-    def __init__(self, app: ScoringApp) -> None:
-        self.app = app
+    :param repository: the versions and routing table the endpoints read and change.
+    :param spec: whether the endpoints are on, and their token.
+    """
+
+    def __init__(self, repository: VersionRepository, spec: AdminSpec) -> None:
+        self.repository = repository
+        self.spec = spec
         self._lock = asyncio.Lock()
 
     def routes_doc(self) -> dict[str, Any]:
         """What ``GET /admin/routes`` answers."""
-        table = self.app.table
+        repo = self.repository
+        table = repo.table
         return {
-            "model": self.app.model,
+            "model": repo.model,
             "routes": table.percent(),
             "shadow": table.shadow.to_dict() if table.shadow else None,
-            "loaded": sorted(self.app.versions),
+            "loaded": sorted(repo.versions),
         }
 
     async def handle(
         self, scope: Scope, receive: Receive, method: str, path: str
     ) -> tuple[int, dict[str, Any]]:
         """Answer one admin request: ``(status, JSON document)``."""
-        spec = self.app.config.admin
+        spec = self.spec
         if not spec.enabled:
             return 404, _err("ENDPOINT_NOT_FOUND", f"{path}: admin endpoints are disabled")
         token = spec.resolved_token
@@ -85,7 +88,7 @@ class Admin:
             return await self._put(doc)
 
     async def _put(self, doc: Any) -> tuple[int, dict[str, Any]]:
-        app = self.app
+        repo = self.repository
         if not isinstance(doc, dict) or "routes" not in doc:
             return 422, _err(
                 protocol.INVALID,
@@ -99,7 +102,7 @@ class Admin:
             )
         try:
             weights = normalise_routes(doc["routes"], "routes")
-            shadow = parse_shadow(doc["shadow"], "shadow") if "shadow" in doc else app.table.shadow
+            shadow = parse_shadow(doc["shadow"], "shadow") if "shadow" in doc else repo.table.shadow
         except ConfigError as exc:
             return 422, _err(protocol.INVALID, str(exc))
         sources = doc.get("sources") or {}
@@ -116,8 +119,8 @@ class Admin:
             )
         to_load: dict[str, str] = {}
         for v in needed:
-            source = sources.get(v) or app.sources.get(v)
-            loaded_now = app.versions.get(v)
+            source = sources.get(v) or repo.sources.get(v)
+            loaded_now = repo.versions.get(v)
             if loaded_now is not None and (source is None or str(source) == loaded_now.source):
                 continue  # already serving from this source: no reload
             if not source:
@@ -129,17 +132,17 @@ class Admin:
         loaded: dict[str, LoadedVersion] = {}
         for v, source in to_load.items():
             try:
-                loaded[v] = await asyncio.to_thread(app.load, v, source)
+                loaded[v] = await asyncio.to_thread(repo.load, v, source)
             except LoadError as exc:
                 log.warning("admin: refused routes %s: %s", weights, exc)
                 return 409, _err(
-                    "VERSION_LOAD_FAILED", f"{exc}; routes unchanged: {app.table.percent()}"
+                    "VERSION_LOAD_FAILED", f"{exc}; routes unchanged: {repo.table.percent()}"
                 )
-        app.sources.update(to_load)
+        repo.sources.update(to_load)
         # Sources are kept: a version routed again later loads from where it came from.
-        versions = {v: m for v, m in {**app.versions, **loaded}.items() if v not in unload}
-        app.swap(versions, RoutingTable(weights, shadow))
-        log.info("admin: routes now %s, shadow %s", app.table.percent(), shadow)
+        versions = {v: m for v, m in {**repo.versions, **loaded}.items() if v not in unload}
+        repo.swap(versions, RoutingTable(weights, shadow))
+        log.info("admin: routes now %s, shadow %s", repo.table.percent(), shadow)
         if unload:
             log.info("admin: unloaded %s", sorted(set(unload)))
         return 200, self.routes_doc()

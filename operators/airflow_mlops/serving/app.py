@@ -27,20 +27,28 @@ import time
 from typing import Any
 
 from airflow_mlops.serving import protocol
+from airflow_mlops.serving.admin import Admin
 from airflow_mlops.serving.capture import Capture
 from airflow_mlops.serving.config import ServingConfig
 from airflow_mlops.serving.feed import Feed, build_feed
-from airflow_mlops.serving.http import JSON_HEADER, Receive, Send, read_body, respond, v2_error
+from airflow_mlops.serving.http import (
+    JSON_HEADER,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    respond,
+    v2_error,
+)
 from airflow_mlops.serving.metrics import Metrics
-from airflow_mlops.serving.models import LoadedVersion, load_version
+from airflow_mlops.serving.models import LoadedVersion
 from airflow_mlops.serving.protocol import ColumnBatch, ProtocolError
+from airflow_mlops.serving.repository import VersionRepository
 from airflow_mlops.serving.routing import RoutingTable
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ScoringApp", "create_app"]
-
-Scope = dict[str, Any]
 
 # Batches above this many rows run in a worker thread (ORT releases the GIL) so a large request
 # does not stall the event loop; smaller ones are cheaper inline than a thread hop (~50 µs).
@@ -55,17 +63,13 @@ class ScoringApp:
     """
 
     def __init__(self, config: ServingConfig, seed: int | None = None) -> None:
-        from airflow_mlops.serving.admin import Admin
-
         self.config = config
         self.model = config.model
         self.metrics = Metrics(config.model)
         self.capture = Capture(config.capture, config.model, self.metrics, seed=seed)
-        self.versions: dict[str, LoadedVersion] = {}
-        self.sources: dict[str, str] = dict(config.versions)
-        self.table = RoutingTable(dict(config.routes), config.shadow)
+        self.repository = VersionRepository(config, self.metrics)
         self.ready = False
-        self.admin = Admin(self)
+        self.admin = Admin(self.repository, config.admin)
         self._rng = random.Random(seed)
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
@@ -74,41 +78,27 @@ class ScoringApp:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def load(self, version: str, source: str) -> LoadedVersion:
-        """Load one version (blocking; call from a thread when the loop is serving)."""
-        return load_version(
-            version,
-            source,
-            tracking_uri=self.config.tracking_uri,
-            threads=self.config.threads,
-            cache_dir=self.config.cache_dir,
-        )
+    @property
+    def versions(self) -> dict[str, LoadedVersion]:
+        """The loaded versions (held by :attr:`repository`)."""
+        return self.repository.versions
+
+    @property
+    def table(self) -> RoutingTable:
+        """The routing table now in use."""
+        return self.repository.table
 
     def startup(self) -> None:
-        """Load every configured version, start capture (blocking).
-
-        All of them, not only the routed ones: a version at weight 0 still answers on its
-        forced-version path, and a broken source should stop the server at start, not later.
-        """
-        loaded = {v: self.load(v, source) for v, source in sorted(self.sources.items())}
-        self.versions = loaded
-        self.metrics.set_weights(dict(self.table.weights))
+        """Load every configured version (:meth:`VersionRepository.load_configured`), start
+        capture (blocking)."""
+        self.repository.load_configured()
         self.capture.start()
         self.ready = True
-        log.info(
-            "serving %s: versions %s, routes %s", self.model, sorted(loaded), self.table.percent()
-        )
 
     def shutdown(self) -> None:
         """Stop taking traffic and write captured rows (blocking)."""
         self.ready = False
         self.capture.stop()
-
-    def swap(self, versions: dict[str, LoadedVersion], table: RoutingTable) -> None:
-        """Install new versions and a new routing table (no await in between: atomic)."""
-        self.versions = versions
-        self.table = table
-        self.metrics.set_weights(dict(table.weights))
 
     # -- ASGI --------------------------------------------------------------------------------
 
@@ -221,7 +211,7 @@ class ScoringApp:
             rest = rest[:-1] if want_ready else rest
             if rest and (len(rest) != 2 or rest[0] != "versions"):
                 return await v2_error(send, 404, f"no such endpoint {path}")
-            version = rest[1] if rest else self._default_version()
+            version = rest[1] if rest else self.repository.default_version()
             lv = self.versions.get(version) if version else None
             if lv is None:
                 return await v2_error(
@@ -238,56 +228,20 @@ class ScoringApp:
             return await respond(send, 200, protocol.dumps(doc), [JSON_HEADER])
         return await v2_error(send, 404, f"no such endpoint {path}")
 
-    def _default_version(self) -> str | None:
-        weights = self.table.weights
-        return max(weights, key=weights.__getitem__) if weights else None
-
     # -- prediction --------------------------------------------------------------------------
 
     async def _predict(
         self, scope: Scope, receive: Receive, send: Send, proto: str, forced: str | None
     ) -> None:
         started = time.perf_counter()
-        table = self.table  # read once: a concurrent swap cannot change it under this request
-        versions = self.versions
+        repo = self.repository
+        table = repo.table  # read once: a concurrent swap cannot change it under this request
+        versions = repo.versions
         version = forced if forced is not None else table.choose(self._rng.random())
         lv = versions[version]
-        request_id = None
-        content_type = None
-        length = None
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                length = value
-            elif name == b"content-type":
-                content_type = value
-            elif name == b"x-request-id":
-                request_id = value.decode("latin-1")[:128]
-        if request_id is None:
-            request_id = f"{self._id_prefix}-{next(self._ids)}"
+        length, content_type, request_id = self._request_headers(scope)
         try:
-            if (
-                proto == "mlflow"
-                and content_type is not None
-                and not content_type.startswith(b"application/json")
-            ):
-                raise ProtocolError(
-                    f"content type {content_type.decode('latin-1')!r} is not supported; send "
-                    "application/json (dataframe_split, dataframe_records, instances, inputs)",
-                    status=415,
-                    reason="content_type",
-                )
-            body = await read_body(receive, length, self.config.limits.max_body_bytes)
-            doc = protocol.loads(body)
-            limit = self.config.limits.max_rows
-            if proto == "mlflow":
-                batch = protocol.mlflow_columns(doc, limit)
-            else:
-                batch = protocol.v2_columns(doc, lv.meta, limit)
-            feed = build_feed(batch, lv.meta, self.config.extra_columns)
-            if feed.rows <= _INLINE_ROWS:
-                labels, proba = lv.run(feed.inputs)
-            else:
-                labels, proba = await asyncio.to_thread(lv.run, feed.inputs)
+            batch, feed, labels, proba = await self._score(receive, proto, content_type, length, lv)
             if proto == "mlflow":
                 payload = protocol.mlflow_response(labels, proba, lv.meta.classes)
             else:
@@ -311,6 +265,70 @@ class ScoringApp:
             await self._error(send, err, proto, version, request_id)
             self.metrics.observe(version, proto, 500, time.perf_counter() - started)
             return
+        await self._answer(send, payload, version, request_id)
+        self.metrics.observe(version, proto, 200, time.perf_counter() - started)
+        label_list = labels.tolist()
+        self.metrics.predicted(version, label_list)
+        if self.capture.enabled:
+            self.capture.offer(version, lv.meta, feed, labels, proba, request_id)
+        shadow = table.shadow_for(version, self._rng.random()) if table.shadow else None
+        if shadow is not None:
+            self._mirror(versions, shadow, batch, feed, lv, label_list, request_id)
+
+    def _request_headers(self, scope: Scope) -> tuple[bytes | None, bytes | None, str]:
+        """``(content-length, content-type, request id)``; the id is made when not sent."""
+        request_id = None
+        content_type = None
+        length = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = value
+            elif name == b"content-type":
+                content_type = value
+            elif name == b"x-request-id":
+                request_id = value.decode("latin-1")[:128]
+        if request_id is None:
+            request_id = f"{self._id_prefix}-{next(self._ids)}"
+        return length, content_type, request_id
+
+    async def _score(
+        self,
+        receive: Receive,
+        proto: str,
+        content_type: bytes | None,
+        length: bytes | None,
+        lv: LoadedVersion,
+    ) -> tuple[ColumnBatch, Feed, Any, Any]:
+        """Read and check the request, run the version: ``(batch, feed, labels, probabilities)``.
+
+        :raises ProtocolError: a body the protocol refuses (the status says why).
+        """
+        if (
+            proto == "mlflow"
+            and content_type is not None
+            and not content_type.startswith(b"application/json")
+        ):
+            raise ProtocolError(
+                f"content type {content_type.decode('latin-1')!r} is not supported; send "
+                "application/json (dataframe_split, dataframe_records, instances, inputs)",
+                status=415,
+                reason="content_type",
+            )
+        body = await read_body(receive, length, self.config.limits.max_body_bytes)
+        doc = protocol.loads(body)
+        limit = self.config.limits.max_rows
+        if proto == "mlflow":
+            batch = protocol.mlflow_columns(doc, limit)
+        else:
+            batch = protocol.v2_columns(doc, lv.meta, limit)
+        feed = build_feed(batch, lv.meta, self.config.extra_columns)
+        if feed.rows <= _INLINE_ROWS:
+            labels, proba = lv.run(feed.inputs)
+        else:
+            labels, proba = await asyncio.to_thread(lv.run, feed.inputs)
+        return batch, feed, labels, proba
+
+    async def _answer(self, send: Send, payload: bytes, version: str, request_id: str) -> None:
         await send(
             {
                 "type": "http.response.start",
@@ -325,14 +343,6 @@ class ScoringApp:
             }
         )
         await send({"type": "http.response.body", "body": payload})
-        self.metrics.observe(version, proto, 200, time.perf_counter() - started)
-        label_list = labels.tolist()
-        self.metrics.predicted(version, label_list)
-        if self.capture.enabled:
-            self.capture.offer(version, lv.meta, feed, labels, proba, request_id)
-        shadow = table.shadow_for(version, self._rng.random()) if table.shadow else None
-        if shadow is not None:
-            self._mirror(versions, shadow, batch, feed, lv, label_list, request_id)
 
     def _mirror(
         self,

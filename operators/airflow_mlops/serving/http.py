@@ -8,8 +8,9 @@ from typing import Any
 from airflow_mlops.serving import protocol
 from airflow_mlops.serving.protocol import ProtocolError
 
-__all__ = ["JSON_HEADER", "Receive", "Send", "read_body", "respond", "v2_error"]
+__all__ = ["JSON_HEADER", "Receive", "Scope", "Send", "read_body", "respond", "v2_error"]
 
+Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 JSON_HEADER = (b"content-type", b"application/json")

@@ -350,15 +350,6 @@ def validate_frame(
     :param target: the label column (see :func:`build_suite_spec`).
     :param features: the model's feature columns (see :func:`with_feature_rules`).
     """
-    _quiet_gx_logging()  # before the import: GX logs some hundred INFO lines while importing
-    import great_expectations as gx
-    import great_expectations.expectations as gxe
-    from great_expectations.data_context.types.base import (
-        DataContextConfig,
-        InMemoryStoreBackendDefaults,
-        ProgressBarsConfig,
-    )
-
     spec = with_feature_rules(spec, features)
     frame, mistyped = _numbers_from_text(_gx_friendly(frame, spec), spec)
     present = set(frame.columns)
@@ -371,33 +362,7 @@ def validate_frame(
         or (e.column in present and not (e.column in mistyped and e.type in _VALUE_CHECKS))
     ]
     skipped_mistyped = sum(1 for e in plan if e.column in mistyped and e.type in _VALUE_CHECKS)
-
-    # In-memory stores, no data docs site, and no tqdm bars in the task log.
-    project_config = DataContextConfig(
-        store_backend_defaults=InMemoryStoreBackendDefaults(),
-        progress_bars=ProgressBarsConfig(globally=False),
-    )
-    context = gx.get_context(project_config=project_config, mode="ephemeral")
-    batch_definition = (
-        context.data_sources.add_pandas("airflow_mlops")
-        .add_dataframe_asset("frame")
-        .add_batch_definition_whole_dataframe("whole")
-    )
-    suite = gx.ExpectationSuite(name="airflow_mlops_validation")
-    for index, planned in runnable:
-        expectation_cls = getattr(gxe, _class_name(planned.type))
-        # The index in meta maps each result back to its plan entry: GX reorders results.
-        suite.add_expectation(expectation_cls(**planned.kwargs, meta={"plan_index": index}))
-    suite = context.suites.add(suite)
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name="airflow_mlops_validation", data=batch_definition, suite=suite)
-    )
-    # BASIC keeps counts and a few examples without the costlier value counts of SUMMARY.
-    outcome = definition.run(
-        batch_parameters={"dataframe": frame},
-        result_format={"result_format": "BASIC", "partial_unexpected_count": _EXAMPLES},
-    )
-
+    outcome = _run_suite(frame, runnable)
     failed: dict[int, FailedExpectation] = {}
     for result in outcome.results:
         config = result.expectation_config
@@ -421,6 +386,49 @@ def validate_frame(
         data_uri=data_uri,
         skipped=skipped,
         skipped_mistyped=skipped_mistyped,
+    )
+
+
+def _run_suite(frame: pd.DataFrame, runnable: list[tuple[int, ExpectationSpec]]) -> Any:
+    """Run the planned expectations on ``frame`` in a fresh ephemeral GX context.
+
+    :param runnable: ``(plan index, expectation)`` pairs; each result's ``meta["plan_index"]``
+        names its plan entry.
+    :returns: GX's validation result (``success``, ``results``).
+    """
+    _quiet_gx_logging()  # before the import: GX logs some hundred INFO lines while importing
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    # In-memory stores, no data docs site, and no tqdm bars in the task log.
+    project_config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(),
+        progress_bars=ProgressBarsConfig(globally=False),
+    )
+    context = gx.get_context(project_config=project_config, mode="ephemeral")
+    batch_definition = (
+        context.data_sources.add_pandas("airflow_mlops")
+        .add_dataframe_asset("frame")
+        .add_batch_definition_whole_dataframe("whole")
+    )
+    suite = gx.ExpectationSuite(name="airflow_mlops_validation")
+    for index, planned in runnable:
+        expectation_cls = getattr(gxe, _class_name(planned.type))
+        # The index in meta maps each result back to its plan entry: GX reorders results.
+        suite.add_expectation(expectation_cls(**planned.kwargs, meta={"plan_index": index}))
+    suite = context.suites.add(suite)
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name="airflow_mlops_validation", data=batch_definition, suite=suite)
+    )
+    # BASIC keeps counts and a few examples without the costlier value counts of SUMMARY.
+    return definition.run(
+        batch_parameters={"dataframe": frame},
+        result_format={"result_format": "BASIC", "partial_unexpected_count": _EXAMPLES},
     )
 
 

@@ -108,3 +108,11 @@ def unusable_reason(
                 f"than min_column_values={min_values}"
             )
     return ""
+
+
+def sample_rows(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
+    """``rows`` rows of ``frame`` drawn with ``seed`` (in their order), or all when fewer."""
+    if len(frame) <= rows:
+        return frame
+    keep = np.sort(np.random.default_rng(seed).choice(len(frame), rows, replace=False))
+    return frame.iloc[keep]

@@ -30,8 +30,9 @@ from typing import Any
 import pandas as pd
 
 from airflow_mlops.core.config.model import ConfigError, ModelConfig, expand
-from airflow_mlops.core.drift.check import DriftPolicy, DriftResult, check_drift
+from airflow_mlops.core.drift.check import check_drift
 from airflow_mlops.core.drift.report import preload_evidently
+from airflow_mlops.core.drift.types import DriftPolicy, DriftResult
 from airflow_mlops.core.registry.tracking import TrackingConfig
 
 log = logging.getLogger(__name__)
@@ -299,29 +300,17 @@ def record(
     airflow: dict[str, Any],
 ) -> dict[str, Any]:
     """Log the check as a monitoring run, update the version's streak, return the summary."""
-    import mlflow
-
     from airflow_mlops.core.registry import versions as registry
 
-    history = _history(version.tags.get(f"{TAG}history"))
-    # A window checked again (a cleared task, a re-run) replaces its entry. If it had already
-    # confirmed drift and still drifts, it stays confirmed but is not news: no second event,
-    # so no second retraining for the same data.
-    before = [h for h in history if h.get("w") == window.key]
-    history = [h for h in history if h.get("w") != window.key]
-    streak = _streak(history) + (1 if result.status == "drift" else 0)
-    confirmed = result.status == "drift" and streak >= policy.consecutive_windows
-    already = confirmed and any(h.get("c") for h in before)
-    history.append({"w": window.key, "s": result.status, "c": int(confirmed)})
-    history = _fit(history[-_HISTORY:])
+    step = _Streak.advance(version.tags.get(f"{TAG}history"), window.key, result.status, policy)
     summary = {
         "model": config.name,
         "version": version.version,
         "window": window.key,
         "status": result.status,
-        "confirmed": confirmed and not already,
-        "already_confirmed": already,
-        "consecutive": streak,
+        "confirmed": step.confirmed and not step.already,
+        "already_confirmed": step.already,
+        "consecutive": step.streak,
         "consecutive_required": policy.consecutive_windows,
         "drifted_columns": result.drifted_columns,
         "drift_share": result.drift_share,
@@ -329,30 +318,15 @@ def record(
         "rows_current": result.rows_current,
         "summary": result.summary,
     }
-    with open(os.path.join(out_dir, "summary.json"), "w") as fh:
+    summary_path = os.path.join(out_dir, "summary.json")
+    with open(summary_path, "w") as fh:
         json.dump(
             {**summary, "result": result.to_dict(), "policy": policy.to_dict(), "airflow": airflow},
             fh, indent=2, default=str,
         )  # fmt: skip
-    with tracking.activate():
-        experiment_id = tracking.experiment_id(f"{config.name}-monitoring")
-        run_name = f"drift-v{version.version}-{window.key}"[:250]
-        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
-            mlflow.set_tags(
-                {
-                    "mlops.model.name": config.name,
-                    "mlops.model.version": version.version,
-                    f"{TAG}window": window.key[:4000],
-                    f"{TAG}status": result.status,
-                    f"{TAG}confirmed": str(confirmed).lower(),
-                    **registry.flatten_tags("airflow", airflow),
-                }
-            )
-            mlflow.log_metrics(_metrics(result, streak))
-            mlflow.log_artifact(os.path.join(out_dir, "summary.json"), artifact_path="drift")
-            if result.report_uri:
-                mlflow.log_artifact(result.report_uri, artifact_path="drift")
-    run_id = run.info.run_id
+    experiment_id, run_id = _log_run(
+        tracking, config, version, window, result, step, summary_path, airflow
+    )
     has_report = bool(result.report_uri)
     summary["report_uri"] = f"runs:/{run_id}/drift/report.html" if has_report else None
     summary["summary_uri"] = f"runs:/{run_id}/drift/summary.json"
@@ -363,14 +337,83 @@ def record(
         config.name,
         version.version,
         {
-            f"{TAG}history": json.dumps(history, separators=(",", ":")),
-            f"{TAG}consecutive": 0 if confirmed else streak,
+            f"{TAG}history": json.dumps(step.history, separators=(",", ":")),
+            f"{TAG}consecutive": 0 if step.confirmed else step.streak,
             f"{TAG}last_run_id": run_id,
             f"{TAG}last_status": result.status,
             f"{TAG}last_window": window.key,
         },
     )
     return summary
+
+
+@dataclass(frozen=True)
+class _Streak:
+    """The version's window history after one check, and what the check confirmed.
+
+    :param history: the entries to store (this window's last, trimmed to the tag's limit).
+    :param streak: drifting windows in a row, this one included.
+    :param confirmed: the streak reached ``consecutive_windows`` on a drifting window.
+    :param already: this window had confirmed drift before (a re-run): not news.
+    """
+
+    history: list[dict[str, Any]]
+    streak: int
+    confirmed: bool
+    already: bool
+
+    @classmethod
+    def advance(
+        cls, raw_history: str | None, key: str, status: str, policy: DriftPolicy
+    ) -> _Streak:
+        """Add the check of window ``key`` to the stored history."""
+        history = _history(raw_history)
+        # A window checked again (a cleared task, a re-run) replaces its entry. If it had
+        # already confirmed drift and still drifts, it stays confirmed but is not news: no
+        # second event, so no second retraining for the same data.
+        before = [h for h in history if h.get("w") == key]
+        history = [h for h in history if h.get("w") != key]
+        streak = _streak(history) + (1 if status == "drift" else 0)
+        confirmed = status == "drift" and streak >= policy.consecutive_windows
+        already = confirmed and any(h.get("c") for h in before)
+        history.append({"w": key, "s": status, "c": int(confirmed)})
+        return cls(_fit(history[-_HISTORY:]), streak, confirmed, already)
+
+
+def _log_run(
+    tracking: TrackingConfig,
+    config: ModelConfig,
+    version: Any,
+    window: Window,
+    result: DriftResult,
+    step: _Streak,
+    summary_path: str,
+    airflow: dict[str, Any],
+) -> tuple[str, str]:
+    """One run in ``<model>-monitoring``: tags, metrics, summary and report; its ids."""
+    import mlflow
+
+    from airflow_mlops.core.registry import versions as registry
+
+    with tracking.activate():
+        experiment_id = tracking.experiment_id(f"{config.name}-monitoring")
+        run_name = f"drift-v{version.version}-{window.key}"[:250]
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+            mlflow.set_tags(
+                {
+                    "mlops.model.name": config.name,
+                    "mlops.model.version": version.version,
+                    f"{TAG}window": window.key[:4000],
+                    f"{TAG}status": result.status,
+                    f"{TAG}confirmed": str(step.confirmed).lower(),
+                    **registry.flatten_tags("airflow", airflow),
+                }
+            )
+            mlflow.log_metrics(_metrics(result, step.streak))
+            mlflow.log_artifact(summary_path, artifact_path="drift")
+            if result.report_uri:
+                mlflow.log_artifact(result.report_uri, artifact_path="drift")
+    return experiment_id, run.info.run_id
 
 
 def _history(raw: str | None) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-    from airflow_mlops.core.drift.check import DriftPolicy
+    from airflow_mlops.core.drift.types import DriftPolicy
 
 log = logging.getLogger(__name__)
 _preload_lock = threading.Lock()
@@ -129,7 +129,7 @@ def _report_policy(policy: DriftPolicy, prediction_column: str | None) -> DriftP
     """The policy with the prediction column's threshold as a per-column rule."""
     from dataclasses import replace
 
-    from airflow_mlops.core.drift.check import ColumnRule
+    from airflow_mlops.core.drift.columns import ColumnRule
 
     if not prediction_column:
         return policy
@@ -154,8 +154,7 @@ def start_report(
     """Evidently's report on ``report_rows`` per side, in a thread: its import alone takes
     seconds, and NumPy releases the GIL for most of the statistics meanwhile. Columns that
     cannot be compared are left out of the picture (the result names them)."""
-    from airflow_mlops.core.drift.check import sample_rows
-    from airflow_mlops.core.drift.columns import unusable_reason
+    from airflow_mlops.core.drift.columns import sample_rows, unusable_reason
 
     ref_s = sample_rows(ref, policy.report_rows, policy.seed + 2)
     cur_s = sample_rows(cur, policy.report_rows, policy.seed + 3)

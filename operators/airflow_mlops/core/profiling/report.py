@@ -24,11 +24,13 @@ The sizing model (documented in docs/profiling.md, tested against the report's o
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from airflow_mlops.core.profiling.profile import Measurements, ProfileReport, ProfilingSpec
+from airflow_mlops.core.profiling.types import (
+    Measurements,
+    ProfileReport,
+    ProfilingSpec,
+    Recommendation,
+)
 
 # A batch within this share of the best throughput is "as fast" (measurement noise on a shared
 # machine is larger than the remaining gain).
@@ -36,74 +38,6 @@ NEAR_BEST = 0.95
 _MIB = 1024 * 1024
 _MEMORY_STEP_MIB = 64
 _CPU_STEP_MILLI = 100
-
-
-@dataclass(frozen=True)
-class Recommendation:
-    """Kubernetes resources and batch settings derived from one profile.
-
-    :param cores_needed: cores kept busy at the target rate, before rounding.
-    :param cpu_request_milli: CPU request in millicores.
-    :param cpu_limit_milli: CPU limit in millicores.
-    :param memory_request_mib: memory request in MiB.
-    :param memory_limit_mib: memory limit in MiB.
-    :param capacity_rps_per_core: requests per second one busy core answers (``1000/p50``).
-    :param utilisation_at_target: busy share of the requested cores at the target rate.
-    :param predicted_p99_ms: p99 expected at the target rate on the requested cores.
-    :param batch_size: recommended batch size for batch scoring.
-    :param threads: thread count that reached the best throughput.
-    :param batch_rows_per_s: throughput measured at ``batch_size`` and ``threads``.
-    :param max_rows_per_s: best measured throughput over every batch size and thread count.
-    :param slo_met: the predicted p99 and the throughput floor are within the SLO.
-    :param reasons: one line per SLO check, with figure and threshold.
-    """
-
-    cores_needed: float
-    cpu_request_milli: int
-    cpu_limit_milli: int
-    memory_request_mib: int
-    memory_limit_mib: int
-    capacity_rps_per_core: float
-    utilisation_at_target: float
-    predicted_p99_ms: float
-    batch_size: int
-    threads: int
-    batch_rows_per_s: float
-    max_rows_per_s: float
-    slo_met: bool
-    reasons: tuple[str, ...]
-
-    @property
-    def cpu_request(self) -> str:
-        """The CPU request as a Kubernetes quantity (``300m``)."""
-        return f"{self.cpu_request_milli}m"
-
-    @property
-    def cpu_limit(self) -> str:
-        """The CPU limit as a Kubernetes quantity."""
-        return f"{self.cpu_limit_milli}m"
-
-    @property
-    def memory_request(self) -> str:
-        """The memory request as a Kubernetes quantity (``192Mi``)."""
-        return f"{self.memory_request_mib}Mi"
-
-    @property
-    def memory_limit(self) -> str:
-        """The memory limit as a Kubernetes quantity."""
-        return f"{self.memory_limit_mib}Mi"
-
-    def to_dict(self) -> dict[str, Any]:
-        """Every figure, plus the Kubernetes quantities."""
-        out = asdict(self)
-        out["reasons"] = list(self.reasons)
-        out.update(
-            cpu_request=self.cpu_request,
-            cpu_limit=self.cpu_limit,
-            memory_request=self.memory_request,
-            memory_limit=self.memory_limit,
-        )
-        return out
 
 
 def round_up(value: float, step: int) -> int:

@@ -187,60 +187,15 @@ def register_model(
     :param run_name: the MLflow run name.
     """
     import mlflow
-    import mlflow.pyfunc
-    import mlflow.sklearn
-    from skops.io import dumps, get_untrusted_types
 
     client = tracking.client()
     with tracking.activate():
         experiment_id = tracking.experiment_id(config.experiment_name)
         with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
-            mlflow.set_tags(tags)
-            mlflow.log_params({k: tag_value(v)[:500] for k, v in params.items()})
-            mlflow.log_metrics({f"holdout_{k}": float(v) for k, v in metrics.items()})
-            if reports_dir:
-                mlflow.log_artifacts(reports_dir, artifact_path="reports")
-            if reference_path:
-                mlflow.log_artifact(reference_path, artifact_path="reference")
-                tags = {
-                    **tags,
-                    f"{TAG_PREFIX}reference.uri": (
-                        f"runs:/{run.info.run_id}/reference/{Path(reference_path).name}"
-                    ),
-                }
-            signature = _signature(config, input_example, classes)
-            # The native model is kept for audit and re-use; skops needs the pipeline's own
-            # types listed as trusted or tree models fail to load again.
-            mlflow.sklearn.log_model(
-                pipeline,
-                name="native",
-                serialization_format="skops",
-                skops_trusted_types=get_untrusted_types(data=dumps(pipeline)),
-                signature=signature,
-                input_example=input_example,
-                pyfunc_predict_fn="predict_proba",
-                pip_requirements=[f"scikit-learn=={_sklearn_version()}", "skops"],
+            tags = _log_run_data(
+                run.info.run_id, tags, params, metrics, reports_dir, reference_path
             )
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=str(_PYFUNC_CODE),
-                # The feed contract and the session builder travel with the version: the
-                # pyfunc loads them from its artifacts, not from this package.
-                artifacts={
-                    "onnx_model": onnx_path,
-                    "feed_contract": str(_MODEL_CODE / "feed.py"),
-                    "session_builder": str(_MODEL_CODE / "session.py"),
-                },
-                model_config={
-                    "numeric_features": list(config.data.numeric_features),
-                    "categorical_features": list(config.data.categorical_features),
-                    "classes": [c.item() if hasattr(c, "item") else c for c in classes],
-                },
-                signature=signature,
-                input_example=input_example,
-                pip_requirements=_serving_requirements(),
-                registered_model_name=config.name,
-            )
+            info = _log_models(config, pipeline, onnx_path, input_example, classes)
         version = str(info.registered_model_version)
     if config.description:
         client.update_registered_model(config.name, description=config.description)
@@ -256,6 +211,78 @@ def register_model(
             "aliases": tuple(result.aliases),
             "run_url": tracking.run_url(experiment_id, run.info.run_id),
         }
+    )
+
+
+def _log_run_data(
+    run_id: str,
+    tags: dict[str, str],
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    reports_dir: str | None,
+    reference_path: str | None,
+) -> dict[str, str]:
+    """Tags, params, holdout metrics, reports and the reference sample on the active run.
+
+    :returns: ``tags`` plus ``mlops.reference.uri`` when a reference sample was logged.
+    """
+    import mlflow
+
+    mlflow.set_tags(tags)
+    mlflow.log_params({k: tag_value(v)[:500] for k, v in params.items()})
+    mlflow.log_metrics({f"holdout_{k}": float(v) for k, v in metrics.items()})
+    if reports_dir:
+        mlflow.log_artifacts(reports_dir, artifact_path="reports")
+    if reference_path:
+        mlflow.log_artifact(reference_path, artifact_path="reference")
+        reference_uri = f"runs:/{run_id}/reference/{Path(reference_path).name}"
+        tags = {**tags, f"{TAG_PREFIX}reference.uri": reference_uri}
+    return tags
+
+
+def _log_models(
+    config: ModelConfig, pipeline: Any, onnx_path: str, input_example: Any, classes: list[Any]
+) -> Any:
+    """The native model (audit, re-use) and the ONNX pyfunc, registered as a new version.
+
+    :returns: the pyfunc's ``ModelInfo`` (``registered_model_version``).
+    """
+    import mlflow.pyfunc
+    import mlflow.sklearn
+    from skops.io import dumps, get_untrusted_types
+
+    signature = _signature(config, input_example, classes)
+    # The native model is kept for audit and re-use; skops needs the pipeline's own
+    # types listed as trusted or tree models fail to load again.
+    mlflow.sklearn.log_model(
+        pipeline,
+        name="native",
+        serialization_format="skops",
+        skops_trusted_types=get_untrusted_types(data=dumps(pipeline)),
+        signature=signature,
+        input_example=input_example,
+        pyfunc_predict_fn="predict_proba",
+        pip_requirements=[f"scikit-learn=={_sklearn_version()}", "skops"],
+    )
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(_PYFUNC_CODE),
+        # The feed contract and the session builder travel with the version: the pyfunc
+        # loads them from its artifacts, not from this package.
+        artifacts={
+            "onnx_model": onnx_path,
+            "feed_contract": str(_MODEL_CODE / "feed.py"),
+            "session_builder": str(_MODEL_CODE / "session.py"),
+        },
+        model_config={
+            "numeric_features": list(config.data.numeric_features),
+            "categorical_features": list(config.data.categorical_features),
+            "classes": [c.item() if hasattr(c, "item") else c for c in classes],
+        },
+        signature=signature,
+        input_example=input_example,
+        pip_requirements=_serving_requirements(),
+        registered_model_name=config.name,
     )
 
 

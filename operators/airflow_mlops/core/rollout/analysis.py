@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from airflow_mlops.core.rollout.policy import RolloutPolicy
@@ -229,6 +229,34 @@ def analyze(
             f"{policy.min_requests}: not enough traffic to judge yet"
         )
         return Analysis("wait", can, base, (), message)
+    checks = _error_checks(can, base, policy)
+    checks.append(_latency_check(can, policy))
+    mirrored = figures(before, after, model, shadow) if shadow else None
+    if mirrored is not None and mirrored.agreement is not None:
+        checks.append(_agreement_check(mirrored, policy))
+        # The canary's own row shows the agreement measured on its mirrored traffic.
+        can = replace(
+            can, agreement=mirrored.agreement, agreement_samples=mirrored.agreement_samples
+        )
+    elif baseline is not None:
+        checks.append(_agreement_unmeasured(policy))
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        message = f"v{canary} failed: " + "; ".join(c.message for c in failed)
+        return Analysis("fail", can, base, tuple(checks), message)
+    return Analysis(
+        "pass",
+        can,
+        base,
+        tuple(checks),
+        f"v{canary} passed: " + "; ".join(c.message for c in checks),
+    )
+
+
+def _error_checks(
+    can: VersionFigures, base: VersionFigures | None, policy: RolloutPolicy
+) -> list[Check]:
+    """The canary's 5xx rate, and its 4xx share above the baseline's when there is one."""
     checks = [
         Check(
             "error_rate",
@@ -251,54 +279,38 @@ def analyze(
                 f"{base.client_error_rate:.2%} (excess allowed {policy.max_error_rate:.2%})",
             )
         )
+    return checks
+
+
+def _latency_check(can: VersionFigures, policy: RolloutPolicy) -> Check:
     p99 = can.p99_ms
-    checks.append(
-        Check(
-            "p99_ms",
-            p99 is not None and p99 <= policy.max_p99_ms,
-            p99,
-            policy.max_p99_ms,
-            f"p99 {p99} ms vs max {policy.max_p99_ms} ms",
-        )
+    return Check(
+        "p99_ms",
+        p99 is not None and p99 <= policy.max_p99_ms,
+        p99,
+        policy.max_p99_ms,
+        f"p99 {p99} ms vs max {policy.max_p99_ms} ms",
     )
-    mirrored = figures(before, after, model, shadow) if shadow else None
-    if mirrored is not None and mirrored.agreement is not None:
-        checks.append(
-            Check(
-                "agreement",
-                mirrored.agreement >= policy.min_agreement,
-                mirrored.agreement,
-                policy.min_agreement,
-                f"agreement {mirrored.agreement:.2%} on {mirrored.agreement_samples} mirrored "
-                f"rows (v{shadow}) vs min {policy.min_agreement:.2%}",
-            )
-        )
-        can = VersionFigures(
-            **{
-                **asdict(can),
-                "agreement": mirrored.agreement,
-                "agreement_samples": mirrored.agreement_samples,
-            }
-        )
-    elif baseline is not None:
-        checks.append(
-            Check(
-                "agreement",
-                not policy.require_agreement,
-                None,
-                policy.min_agreement,
-                "agreement not measured (no mirrored traffic)"
-                + ("; the policy requires it" if policy.require_agreement else ""),
-            )
-        )
-    failed = [c for c in checks if not c.passed]
-    if failed:
-        message = f"v{canary} failed: " + "; ".join(c.message for c in failed)
-        return Analysis("fail", can, base, tuple(checks), message)
-    return Analysis(
-        "pass",
-        can,
-        base,
-        tuple(checks),
-        f"v{canary} passed: " + "; ".join(c.message for c in checks),
+
+
+def _agreement_check(mirrored: VersionFigures, policy: RolloutPolicy) -> Check:
+    assert mirrored.agreement is not None
+    return Check(
+        "agreement",
+        mirrored.agreement >= policy.min_agreement,
+        mirrored.agreement,
+        policy.min_agreement,
+        f"agreement {mirrored.agreement:.2%} on {mirrored.agreement_samples} mirrored "
+        f"rows (v{mirrored.version}) vs min {policy.min_agreement:.2%}",
+    )
+
+
+def _agreement_unmeasured(policy: RolloutPolicy) -> Check:
+    return Check(
+        "agreement",
+        not policy.require_agreement,
+        None,
+        policy.min_agreement,
+        "agreement not measured (no mirrored traffic)"
+        + ("; the policy requires it" if policy.require_agreement else ""),
     )

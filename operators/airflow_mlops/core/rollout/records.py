@@ -91,16 +91,6 @@ def clear(tracking: TrackingConfig, name: str, version: str, target: str) -> Non
         log.info("no deployment tag to clear on %s v%s (%s): %s", name, version, target, exc)
 
 
-def live_versions(tracking: TrackingConfig, name: str, target: str) -> dict[str, Deployment]:
-    """Versions of ``name`` with traffic on ``target``: ``{version: deployment}``."""
-    out = {}
-    for version in registry.search_versions(tracking, name):
-        for dep in parse(version.tags):
-            if dep.target == target and dep.live:
-                out[version.version] = dep
-    return out
-
-
 def assert_not_live(tracking: TrackingConfig, name: str, version: str, action: str) -> None:
     """Refuse ``action`` on a version that still takes traffic somewhere.
 

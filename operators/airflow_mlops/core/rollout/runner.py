@@ -15,57 +15,19 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from airflow_mlops.core.registry import versions as registry
 from airflow_mlops.core.registry.tracking import TrackingConfig
 from airflow_mlops.core.rollout import records
-from airflow_mlops.core.rollout.analysis import Analysis, Snapshot, analyze
+from airflow_mlops.core.rollout.analysis import Analysis, analyze
 from airflow_mlops.core.rollout.policy import RolloutPolicy
+from airflow_mlops.core.rollout.targets.base import CanaryUnhealthy, StepFailed, Target
 
 log = logging.getLogger(__name__)
 
 RESULT_TAG = f"{registry.TAG_PREFIX}rollout.result"
 StepCallback = Callable[[dict[str, Any]], None]
-
-
-class CanaryUnhealthy(RuntimeError):
-    """The new version failed to load or to become ready; it got no traffic."""
-
-
-class StepFailed(RuntimeError):
-    """A step's analysis failed (or found too little traffic); the message has the figures."""
-
-    def __init__(self, message: str, analysis: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.analysis = analysis
-
-
-class Target(Protocol):
-    """What the step loop needs from a deployment target."""
-
-    name: str
-
-    @property
-    def endpoint(self) -> str: ...
-
-    def live_version(self) -> str | None:
-        """The version taking most traffic now, if any."""
-
-    def deploy_canary(self, version: str, baseline: str | None, shadow_share: float) -> None:
-        """Make ``version`` available at 0 % (mirrored traffic only); raise CanaryUnhealthy."""
-
-    def set_weights(self, weights: dict[str, int], shadow: tuple[str, float] | None) -> None:
-        """Route ``weights`` (percent per version) and mirror ``shadow``'s share."""
-
-    def snapshot(self) -> Snapshot:
-        """The metrics of every version, now."""
-
-    def rollback(self, canary: str, baseline: str | None) -> None:
-        """All traffic back to ``baseline``; the canary removed."""
-
-    def retire(self, version: str) -> None:
-        """Remove a version that no longer takes traffic."""
 
 
 @dataclass(frozen=True)
@@ -354,28 +316,6 @@ def run_rollout(
         promotion=done["promotion"],
         **common,
     )
-
-
-def make_target(
-    policy: RolloutPolicy,
-    tracking: TrackingConfig,
-    name: str,
-    images: dict[str, str] | None = None,
-    keep_running: bool = True,
-) -> Target:
-    """The target the policy names, built from its options.
-
-    :param images: image tag per version (Kubernetes).
-    :param keep_running: a local server started through this target outlives the caller
-        (Airflow tasks); the demo and tests stop theirs.
-    """
-    if policy.target == "kubernetes":
-        from airflow_mlops.core.rollout.targets.kubernetes import KubernetesTarget
-
-        return KubernetesTarget(policy.kubernetes, tracking, name, images=images)
-    from airflow_mlops.core.rollout.targets.local import LocalTarget
-
-    return LocalTarget(policy.local, tracking, name, keep_running=keep_running)
 
 
 def format_event(event: dict[str, Any]) -> str:

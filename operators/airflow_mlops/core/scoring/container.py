@@ -3,8 +3,8 @@
 The serving image (:mod:`airflow_mlops.core.packaging`) has no Airflow, no MLflow and no
 ``onnx`` package: the model is a folder (``model.onnx`` + ``model.json``) baked in at
 ``/app/model``. :func:`score_in_container` reads it and calls the same
-:func:`~airflow_mlops.core.scoring.score_partition` as the worker's ``BatchScoreOperator``, so
-both runners write the same predictions, rejects and monitoring sample.
+:func:`~airflow_mlops.core.scoring.partition.score_partition` as the worker's
+``BatchScoreOperator``, so both runners write the same predictions, rejects and monitoring sample.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.core.model import folder as model_folder
-from airflow_mlops.core.scoring.partition import ScoreResult, ScoringError, partition_target
+from airflow_mlops.core.scoring.types import ScoreResult, ScoringError, partition_target
 
 if TYPE_CHECKING:
     from airflow_mlops.core.model.reference import ResolvedModel
@@ -51,7 +51,7 @@ def load_model_folder(path: str, name: str | None = None) -> ResolvedModel:
     server's reader too, so the pod and the server refuse the same folders.
 
     A bare ``.onnx`` file (or a folder without ``model.json``) is read with
-    :func:`~airflow_mlops.core.model_ref.resolve_model`, which needs the ``onnx`` package: the
+    :func:`~airflow_mlops.core.model.reference.resolve_model`, which needs the ``onnx`` package: the
     Airflow worker has it, the serving image does not (it has a model folder instead).
     """
     from airflow_mlops.core.model.reference import ModelRefError, ResolvedModel, resolve_model
@@ -99,12 +99,13 @@ def score_in_container(
     :param model: a model folder or ``.onnx`` path.
     :param input_uri: the partition.
     :param output_uri: the predictions file; ``{partition}`` and ``{date}`` are filled in as
-        the worker does (:func:`~airflow_mlops.core.scoring.partition_target`).
+        the worker does (:func:`~airflow_mlops.core.scoring.types.partition_target`).
     :param partition: the partition's name (default: from the input URI).
     :param expect_name: fail unless the folder holds this model...
     :param expect_version: ...and this version: the run pinned it, the image must hold it.
-    :param options: the other keywords of :func:`~airflow_mlops.core.scoring.score_partition`;
-        ``sample_date`` defaults to the input's ``date=`` folder.
+    :param options: the other keywords of
+        :func:`~airflow_mlops.core.scoring.partition.score_partition`; ``sample_date`` defaults
+        to the input's ``date=`` folder.
     :raises ModelFolderError: the folder is unreadable or holds another model or version.
     """
     from airflow_mlops.core.scoring.partition import score_partition

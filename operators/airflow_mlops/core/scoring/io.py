@@ -43,7 +43,7 @@ from airflow_mlops.core.data.io import (
     shown,
 )
 from airflow_mlops.core.model.feed import as_inputs, categorical_from_arrow, numeric_from_arrow
-from airflow_mlops.core.scoring.partition import ScoringError
+from airflow_mlops.core.scoring.types import ScoringError
 
 __all__ = [
     "BackgroundWriter",

@@ -2,7 +2,7 @@
 
 :func:`score_partition` reads a Parquet or CSV partition (a file, a folder, a hive dataset; local
 or fsspec) one row group at a time, builds the float32 / string inputs straight from Arrow
-(:mod:`airflow_mlops.core.scoring_io`), runs them through one ONNX Runtime session whose thread
+(:mod:`airflow_mlops.core.scoring.io`), runs them through one ONNX Runtime session whose thread
 count is the number of cores the process may use, and writes
 
 - the output: key columns + ``prediction`` + ``probability_<class>`` (float32, as computed) +
@@ -24,184 +24,82 @@ from __future__ import annotations
 import logging
 import math
 import os
-import posixpath
-import re
 import resource
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.core.config.model import ConfigError
+from airflow_mlops.core.scoring.types import (
+    DEFAULT_BATCH_ROWS,
+    DEFAULT_SAMPLE_ROWS,
+    ScoreResult,
+    ScoringError,
+    default_rejects_uri,
+    join,
+    partition_name,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from airflow_mlops.core.model.reference import ResolvedModel
-    from airflow_mlops.core.scoring.pod import KubernetesScoringSpec
+    from airflow_mlops.core.scoring.io import Feed, InputSource, LazyWriter, Reservoir
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "ScoreResult",
-    "ScoringError",
-    "ScoringSpec",
+    "ScoringOptions",
     "available_cores",
-    "default_rejects_uri",
-    "partition_name",
-    "partition_target",
+    "peak_rss_mb",
+    "reset_peak_rss",
     "score_partition",
 ]
 
-DEFAULT_BATCH_ROWS = 65_536
-DEFAULT_SAMPLE_ROWS = 5_000
-RUNNERS = ("worker", "kubernetes")
-_DATE_PART = re.compile(r"(?:^|/)date=([^/]+)")
-
-
-class ScoringError(ValueError):
-    """A partition that cannot be scored; the message names the partition, file and column."""
-
-
-def join(folder: str, *names: str) -> str:
-    """``folder/name`` for local paths and URIs alike."""
-    return posixpath.join(folder.rstrip("/"), *names) if folder else posixpath.join(*names)
-
 
 @dataclass(frozen=True)
-class ScoringSpec:
-    """The ``scoring:`` section of a model config (every key optional).
+class ScoringOptions:
+    """How one partition is scored: every keyword of :func:`score_partition`.
 
-    :param input_uri: folder holding one ``date=YYYY-MM-DD`` folder per day, each with the
-        day's partitions (files or sub-folders); default ``${MLOPS_HOME}/data/<name>/incoming``.
-    :param output_uri: folder receiving ``date=YYYY-MM-DD/<partition>.parquet``; default
-        ``${MLOPS_HOME}/scored/<name>``.
-    :param model: alias or version to score with (``champion``), or a ``models:/`` URI.
-    :param key_columns: columns copied to the output (default: the config's data.key_columns).
-    :param batch_rows: most rows fed to ONNX Runtime at once (bounds memory).
-    :param threads: intra-op threads (``None``: the cores available to the task).
-    :param sample_rows: rows kept per partition for drift monitoring (0: none).
-    :param monitoring_dir: root of the monitoring layout (default ``${MLOPS_HOME}/monitoring``).
+    :param key_columns: input columns copied to the output and the rejects.
+    :param rejects_uri: the rejects file (default :func:`default_rejects_uri`).
+    :param batch_rows: most rows fed to ONNX Runtime at once.
+    :param threads: intra-op threads (``None``: :func:`available_cores`).
+    :param monitoring_dir: root of the monitoring layout (``None``: no sample is written).
+    :param sample_rows: most rows in the monitoring sample.
+    :param sample_date: the ``date=`` of the sample (default: today, UTC).
+    :param seed: seed of the sample.
+    :param partition: name used in messages and for the sample file (default: from the URI).
     :param progress_seconds: how often progress is logged.
-    :param schedule: cron expression or preset of the scoring DAG.
     :param format: ``auto``, ``parquet`` or ``csv``.
-    :param runner: where partitions are scored: ``worker`` (a ``BatchScoreOperator`` per
-        partition in the Airflow worker) or ``kubernetes`` (a pod per partition running the
-        version's serving image, see :mod:`airflow_mlops.core.scoring_pod`).
-    :param kubernetes: the pods' settings (:class:`~airflow_mlops.core.scoring_pod.
-        KubernetesScoringSpec`); checked whatever the runner, used by ``kubernetes``.
     """
 
-    input_uri: str | None = None
-    output_uri: str | None = None
-    model: str = "champion"
-    key_columns: tuple[str, ...] | None = None
+    key_columns: tuple[str, ...] = ()
+    rejects_uri: str | None = None
     batch_rows: int = DEFAULT_BATCH_ROWS
     threads: int | None = None
-    sample_rows: int = DEFAULT_SAMPLE_ROWS
     monitoring_dir: str | None = None
+    sample_rows: int = DEFAULT_SAMPLE_ROWS
+    sample_date: str | None = None
+    seed: int = 0
+    partition: str | None = None
     progress_seconds: float = 30.0
-    schedule: str | None = "@daily"
     format: str = "auto"
-    runner: str = "worker"
-    kubernetes: KubernetesScoringSpec | None = None
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any] | None, source: str = "<config>") -> ScoringSpec:
-        """Check and build the section; an empty or missing section gives the defaults."""
-        raw = dict(raw or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
+    def merge(cls, options: ScoringOptions | None, keywords: Mapping[str, Any]) -> ScoringOptions:
+        """``options`` (default: the defaults) with ``keywords`` replacing its fields.
+
+        :raises TypeError: a keyword that is not an option (as a misspelt argument would).
+        """
+        unknown = sorted(set(keywords) - {f.name for f in fields(cls)})
         if unknown:
-            raise ConfigError(
-                f"{source}: scoring: unknown key(s) {unknown}; known keys: {sorted(known)}"
-            )
-        if raw.get("key_columns") is not None:
-            keys = raw["key_columns"]
-            if isinstance(keys, str) or not isinstance(keys, list | tuple):
-                raise ConfigError(f"{source}: scoring.key_columns: expected a list, got {keys!r}")
-            raw["key_columns"] = tuple(str(k) for k in keys)
-        if "kubernetes" in raw:
-            from airflow_mlops.core.scoring.pod import KubernetesScoringSpec
-
-            raw["kubernetes"] = KubernetesScoringSpec.from_dict(raw["kubernetes"], source)
-        spec = cls(**raw)
-        for key, low in (("batch_rows", 1), ("sample_rows", 0)):
-            value = getattr(spec, key)
-            if not isinstance(value, int) or value < low:
-                raise ConfigError(
-                    f"{source}: scoring.{key} must be an integer >= {low}, got {value!r}"
-                )
-        if spec.threads is not None and (not isinstance(spec.threads, int) or spec.threads < 1):
-            raise ConfigError(f"{source}: scoring.threads must be a positive integer or null")
-        if spec.format not in ("auto", "parquet", "csv"):
-            raise ConfigError(f"{source}: scoring.format must be auto, parquet or csv")
-        if not spec.progress_seconds > 0:
-            raise ConfigError(f"{source}: scoring.progress_seconds must be > 0")
-        if spec.runner not in RUNNERS:
-            raise ConfigError(
-                f"{source}: scoring.runner must be worker or kubernetes, got {spec.runner!r}"
-            )
-        if spec.runner == "kubernetes":
-            from airflow_mlops.core.scoring.pod import KubernetesScoringSpec, check_pod_paths
-
-            if spec.kubernetes is None:
-                spec = replace(spec, kubernetes=KubernetesScoringSpec())
-            check_pod_paths(spec, source)
-        return spec
-
-    def input_base(self, model_name: str) -> str:
-        return self.input_uri or join(_home(), "data", model_name, "incoming")
-
-    def output_base(self, model_name: str) -> str:
-        return self.output_uri or join(_home(), "scored", model_name)
-
-    def monitoring_root(self) -> str:
-        return self.monitoring_dir or join(_home(), "monitoring")
-
-
-def _home() -> str:
-    return os.environ.get("MLOPS_HOME", ".mlops")
-
-
-@dataclass(frozen=True)
-class ScoreResult:
-    """What scoring one partition did (JSON-able through :meth:`to_dict`).
-
-    :param input_uri: the partition read.
-    :param output_uri: the predictions file written.
-    :param rejects_uri: the rejects file (``None`` when no row was rejected).
-    :param rows_in: rows read; always ``rows_out + rows_rejected``.
-    :param rows_out: rows scored and written.
-    :param rows_rejected: rows written to the rejects file.
-    :param model_name: the registered model scored with.
-    :param model_version: its concrete version.
-    :param seconds: wall time from opening the input to the rename of the outputs.
-    :param rows_per_second: ``rows_in / seconds``.
-    :param peak_rss_mb: peak resident memory of the process while scoring this partition
-        (``VmHWM``, reset at the start by :func:`reset_peak_rss`; it includes what the process
-        held before).
-    :param sample_uri: the monitoring sample (``None`` when sampling is off or no row scored).
-    """
-
-    input_uri: str
-    output_uri: str
-    rejects_uri: str | None
-    rows_in: int
-    rows_out: int
-    rows_rejected: int
-    model_name: str
-    model_version: str
-    seconds: float
-    rows_per_second: float
-    peak_rss_mb: float
-    sample_uri: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict of every field (small enough for XCom)."""
-        return asdict(self)
+            raise TypeError(f"score_partition() got unexpected keyword argument(s) {unknown}")
+        merged = replace(options or cls(), **keywords)
+        # Keys given twice would be written twice; order is kept for the output's columns.
+        return replace(merged, key_columns=tuple(dict.fromkeys(merged.key_columns)))
 
 
 def available_cores() -> int:
@@ -250,49 +148,6 @@ def reset_peak_rss() -> bool:
     return True
 
 
-def partition_name(input_uri: str) -> str:
-    """A file-name-safe name for a partition: its last path part without a data suffix."""
-    base = input_uri.rstrip("/").rsplit("/", 1)[-1]
-    for suffix in (".parquet", ".csv.gz", ".csv"):
-        base = base.removesuffix(suffix)
-    return re.sub(r"[^A-Za-z0-9_.=-]", "_", base) or "partition"
-
-
-def partition_target(
-    input_uri: str, output_template: str, partition: str | None = None
-) -> tuple[str, str | None, str]:
-    """``(partition, date, output_uri)`` for one input partition.
-
-    ``{partition}`` in ``output_template`` becomes the partition's name (default: from the
-    input URI) and ``{date}`` the input's ``date=`` folder. The worker and the Kubernetes
-    runner both call this, so a partition lands at the same URI whichever scores it.
-
-    :raises ScoringError: the template uses ``{date}`` but the input has no ``date=`` folder.
-    """
-    name = partition or partition_name(input_uri)
-    found = _DATE_PART.search(input_uri)
-    date = found.group(1) if found else None
-    output_uri = output_template.replace("{partition}", name)
-    if "{date}" in output_uri:
-        if date is None:
-            raise ScoringError(
-                f"output_uri {output_template!r} uses {{date}} but input {input_uri} "
-                "has no date=... folder"
-            )
-        output_uri = output_uri.replace("{date}", date)
-    return name, date, output_uri
-
-
-def default_rejects_uri(output_uri: str) -> str:
-    """``out/date=d/part-0.parquet`` → ``out/date=d/_rejects/part-0.parquet``.
-
-    The ``_`` folder is skipped by readers of the output folder (``load_frame``), so rejects
-    never mix with predictions.
-    """
-    parent, _, base = output_uri.rstrip("/").rpartition("/")
-    return join(parent, "_rejects", base) if parent else join("_rejects", base)
-
-
 def _output_schema(
     keys: list[str], key_types: dict[str, pa.DataType], label_type: pa.DataType, classes: Any
 ) -> pa.Schema:
@@ -334,95 +189,232 @@ def score_partition(
     input_uri: str,
     output_uri: str,
     model: ResolvedModel,
+    options: ScoringOptions | None = None,
     *,
-    key_columns: tuple[str, ...] | list[str] = (),
-    rejects_uri: str | None = None,
-    batch_rows: int = DEFAULT_BATCH_ROWS,
-    threads: int | None = None,
-    monitoring_dir: str | None = None,
-    sample_rows: int = DEFAULT_SAMPLE_ROWS,
-    sample_date: str | None = None,
-    seed: int = 0,
-    partition: str | None = None,
-    progress_seconds: float = 30.0,
-    format: str = "auto",
     session: Any = None,
+    **keywords: Any,
 ) -> ScoreResult:
     """Score one partition with ``model`` (see the module docstring for what is written).
 
     :param input_uri: local path or fsspec URI: a file, a folder, or a hive-partitioned folder.
     :param output_uri: the predictions file (replaced if present).
-    :param model: the resolved model (:func:`airflow_mlops.core.model_ref.resolve_model`).
-    :param key_columns: input columns copied to the output and the rejects.
-    :param rejects_uri: the rejects file (default :func:`default_rejects_uri`).
-    :param batch_rows: most rows fed to ONNX Runtime at once.
-    :param threads: intra-op threads (``None``: :func:`available_cores`).
-    :param monitoring_dir: root of the monitoring layout (``None``: no sample is written).
-    :param sample_rows: most rows in the monitoring sample.
-    :param sample_date: the ``date=`` of the sample (default: today, UTC).
-    :param seed: seed of the sample.
-    :param partition: name used in messages and for the sample file (default: from the URI).
-    :param progress_seconds: how often progress is logged.
-    :param format: ``auto``, ``parquet`` or ``csv``.
+    :param model: the resolved model (:func:`airflow_mlops.core.model.reference.resolve_model`).
+    :param options: how to score (:class:`ScoringOptions`; default: its defaults).
     :param session: an ONNX Runtime session to reuse (default: one is loaded from the model).
+    :param keywords: any field of :class:`ScoringOptions` (``key_columns=...``,
+        ``batch_rows=...``), replacing the one in ``options``.
     :raises ScoringError: naming the partition, file and column for a missing column, a column
         of the wrong type or a corrupt file; nothing is written then.
     """
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from airflow_mlops.core.data.io import atomic_output, write_parquet_atomic
-    from airflow_mlops.core.model.session import load_session
-    from airflow_mlops.core.scoring.io import (
-        BackgroundWriter,
-        Feed,
-        InputSource,
-        LazyWriter,
-        Prefetch,
-        Reservoir,
-        build_feed,
-        key_column,
-        rejects_batch,
-        rejects_schema,
-        remove_if_exists,
-        sample_table,
-    )
-
     started = time.perf_counter()
     reset_peak_rss()
-    label = partition or partition_name(input_uri)
-    keys = list(dict.fromkeys(key_columns))
-    numeric, categorical = list(model.numeric_features), list(model.categorical_features)
-    overlap = [k for k in keys if k in numeric or k in categorical]
-    if overlap:
-        raise ScoringError(f"partition {label}: key column(s) {overlap} are model features")
-    if batch_rows < 1:
-        raise ScoringError(f"batch_rows must be >= 1, got {batch_rows}")
-    rejects_uri = rejects_uri or default_rejects_uri(output_uri)
-    source = InputSource(input_uri, numeric, categorical, keys, batch_rows, label, format)
-    source.check()
-    if session is None:
-        session = load_session(model.onnx_path, threads or available_cores())
-    label_type = _label_type(session)
-    scored_at = pa.scalar(datetime.now(UTC), type=pa.timestamp("us", tz="UTC"))
-    prob_names = [f"probability_{c}" for c in model.classes]
-    reservoir = Reservoir(sample_rows if monitoring_dir else 0, seed)
-    rows_in = rows_out = rows_rejected = 0
-    progress = _Progress(label, progress_seconds, source.rows_expected)
-    input_columns = source.columns
+    opts = ScoringOptions.merge(options, keywords)
+    setup = _PartitionSetup.open(input_uri, output_uri, model, opts, session)
+    scorer = _stream(setup, output_uri)
+    return _finish(setup, scorer, started)
 
-    def decoded() -> Iterator[tuple[pa.RecordBatch, Feed]]:
-        for batch in source.batches():
-            yield batch, build_feed(batch, numeric, categorical, keys)
 
+@dataclass(frozen=True)
+class _PartitionSetup:
+    """What is fixed before the first batch: checked inputs, the session, the output's constants."""
+
+    input_uri: str
+    output_uri: str
+    rejects_uri: str
+    model: ResolvedModel
+    options: ScoringOptions
+    label: str
+    keys: list[str]
+    numeric: list[str]
+    categorical: list[str]
+    source: InputSource
+    session: Any
+    label_type: pa.DataType
+    scored_at: pa.Scalar
+    prob_names: list[str]
+
+    @classmethod
+    def open(
+        cls,
+        input_uri: str,
+        output_uri: str,
+        model: ResolvedModel,
+        opts: ScoringOptions,
+        session: Any,
+    ) -> _PartitionSetup:
+        """Check the arguments and the input's columns, then load the session if none is given.
+
+        :raises ScoringError: a key column is a model feature, ``batch_rows`` is below 1, or
+            the input lacks a column (from :meth:`InputSource.check`).
+        """
+        import pyarrow as pa
+
+        from airflow_mlops.core.model.session import load_session
+        from airflow_mlops.core.scoring.io import InputSource
+
+        label = opts.partition or partition_name(input_uri)
+        keys = list(opts.key_columns)
+        numeric, categorical = list(model.numeric_features), list(model.categorical_features)
+        overlap = [k for k in keys if k in numeric or k in categorical]
+        if overlap:
+            raise ScoringError(f"partition {label}: key column(s) {overlap} are model features")
+        if opts.batch_rows < 1:
+            raise ScoringError(f"batch_rows must be >= 1, got {opts.batch_rows}")
+        source = InputSource(
+            input_uri, numeric, categorical, keys, opts.batch_rows, label, opts.format
+        )
+        source.check()
+        if session is None:
+            session = load_session(model.onnx_path, opts.threads or available_cores())
+        return cls(
+            input_uri=input_uri,
+            output_uri=output_uri,
+            rejects_uri=opts.rejects_uri or default_rejects_uri(output_uri),
+            model=model,
+            options=opts,
+            label=label,
+            keys=keys,
+            numeric=numeric,
+            categorical=categorical,
+            source=source,
+            session=session,
+            label_type=_label_type(session),
+            scored_at=pa.scalar(datetime.now(UTC), type=pa.timestamp("us", tz="UTC")),
+            prob_names=[f"probability_{c}" for c in model.classes],
+        )
+
+    def decoded(self) -> Iterator[tuple[pa.RecordBatch, Feed]]:
+        """Every batch of the input with its ONNX Runtime feed."""
+        from airflow_mlops.core.scoring.io import build_feed
+
+        for batch in self.source.batches():
+            yield batch, build_feed(batch, self.numeric, self.categorical, self.keys)
+
+
+class _BatchScorer:
+    """Scores batches into the output writer, the rejects and the sample; counts every row."""
+
+    def __init__(
+        self,
+        setup: _PartitionSetup,
+        schema: pa.Schema,
+        writer: Any,
+        rejects: LazyWriter,
+        reservoir: Reservoir,
+    ) -> None:
+        self.setup, self.schema = setup, schema
+        self.writer, self.rejects, self.reservoir = writer, rejects, reservoir
+        self.rows_in = self.rows_out = self.rows_rejected = 0
+
+    def add(self, batch: pa.RecordBatch, feed: Feed) -> None:
+        """Write the batch's rejected rows aside, score the rest and write their predictions."""
+        import pyarrow as pa
+
+        from airflow_mlops.core.scoring.io import rejects_batch
+
+        self.rows_in += batch.num_rows
+        mask = feed.rejected()
+        inputs = feed.inputs
+        if mask is not None:
+            assert feed.reasons is not None
+            columns = self.setup.source.columns
+            self.rejects.write(rejects_batch(batch, mask, feed.reasons, columns))
+            self.rows_rejected += int(mask.sum())
+            keep = ~mask
+            batch = batch.filter(pa.array(keep))
+            inputs = {k: v[keep] for k, v in inputs.items()}
+        if batch.num_rows:
+            preds = self._predict(inputs)
+            self._write(batch, preds)
+            self._sample(batch, preds)
+            self.rows_out += batch.num_rows
+
+    def _predict(self, inputs: dict[str, Any]) -> list[pa.Array]:
+        """The prediction column, then one probability column per class."""
+        import numpy as np
+        import pyarrow as pa
+
+        setup = self.setup
+        labels, proba = setup.session.run(["label", "probabilities"], inputs)
+        preds = [pa.array(np.asarray(labels).reshape(-1), type=setup.label_type)]
+        preds += [pa.array(np.ascontiguousarray(proba[:, i])) for i in range(proba.shape[1])]
+        if len(preds) - 1 != len(setup.prob_names):
+            model = setup.model
+            raise ScoringError(
+                f"{model.model_uri}: the model returned {len(preds) - 1} probability "
+                f"columns but names {len(setup.prob_names)} classes {list(model.classes)}"
+            )
+        return preds
+
+    def _write(self, batch: pa.RecordBatch, preds: list[pa.Array]) -> None:
+        import pyarrow as pa
+
+        from airflow_mlops.core.scoring.io import key_column
+
+        setup, m = self.setup, batch.num_rows
+        out = [key_column(batch, k, self.schema) for k in setup.keys] + preds
+        out += [
+            pa.repeat(setup.model.name, m),
+            pa.repeat(setup.model.version, m),
+            pa.repeat(setup.scored_at, m),
+        ]
+        self.writer.write_batch(pa.RecordBatch.from_arrays(out, schema=self.schema))
+
+    def _sample(self, batch: pa.RecordBatch, preds: list[pa.Array]) -> None:
+        import pyarrow as pa
+
+        from airflow_mlops.core.scoring.io import sample_table
+
+        picked = self.reservoir.candidates(batch.num_rows)
+        if picked is None:
+            return
+        setup, take = self.setup, pa.array(picked)
+        self.reservoir.add(
+            sample_table(
+                batch.take(take),
+                setup.numeric,
+                setup.categorical,
+                setup.keys,
+                [p.take(take) for p in preds],
+                ["prediction", *setup.prob_names],
+                setup.source.key_types,
+            )
+        )
+
+    def check_counts(self) -> None:
+        """Every row read was written or rejected, and as many were read as the footer says.
+
+        :raises ScoringError: before the outputs are renamed, so nothing is published.
+        """
+        expected = self.setup.source.rows_expected
+        if self.rows_out + self.rows_rejected != self.rows_in or (
+            expected is not None and self.rows_in != expected
+        ):
+            raise ScoringError(
+                f"partition {self.setup.label}: read {self.rows_in} rows (footer says "
+                f"{expected}) but wrote {self.rows_out} + {self.rows_rejected} rejected"
+            )
+
+
+def _stream(setup: _PartitionSetup, output_uri: str) -> _BatchScorer:
+    """Read, score and write every batch; the outputs are renamed into place on success."""
+    import pyarrow.parquet as pq
+
+    from airflow_mlops.core.data.io import atomic_output
+    from airflow_mlops.core.scoring.io import BackgroundWriter, LazyWriter, Prefetch, Reservoir
+
+    opts = setup.options
+    reservoir = Reservoir(opts.sample_rows if opts.monitoring_dir else 0, opts.seed)
+    progress = _Progress(setup.label, opts.progress_seconds, setup.source.rows_expected)
     # Three stages overlap: a reader thread decodes the next row group and builds its feed
     # while ORT runs the current batch here and a writer thread encodes the previous output.
     # Arrow and ORT release the GIL. Queues of depth 1: depth 2 measured +25 MB peak RSS (407 vs
     # 382 MB, 1M rows, mimalloc keeps per-thread pages) and no speed-up.
-    with Prefetch(decoded(), depth=1) as inputs_q:
+    with Prefetch(setup.decoded(), depth=1) as inputs_q:
         first = next(inputs_q, None)  # CSV key types are only known once a batch is read
-        schema = _output_schema(keys, source.key_types, label_type, model.classes)
+        schema = _output_schema(
+            setup.keys, setup.source.key_types, setup.label_type, setup.model.classes
+        )
         # Dictionary pages only where values repeat: on unique keys and probabilities the
         # writer would build a dictionary, overflow it and fall back (4-6x the plain write).
         dictionary = ["prediction", "model_name", "model_version"]
@@ -431,121 +423,84 @@ def score_partition(
             BackgroundWriter(
                 pq.ParquetWriter(sink, schema, use_dictionary=dictionary), depth=1
             ) as writer,
-            LazyWriter(rejects_uri, rejects_schema(input_columns)) as rejects,
+            LazyWriter(setup.rejects_uri, _rejects_schema(setup)) as rejects,
         ):
+            scorer = _BatchScorer(setup, schema, writer, rejects, reservoir)
             pending = [first] if first is not None else []
             for batch, feed in _chain(pending, inputs_q):
-                n = batch.num_rows
-                rows_in += n
-                mask = feed.rejected()
-                inputs = feed.inputs
-                if mask is not None:
-                    assert feed.reasons is not None
-                    rejects.write(rejects_batch(batch, mask, feed.reasons, input_columns))
-                    rows_rejected += int(mask.sum())
-                    keep = ~mask
-                    batch = batch.filter(pa.array(keep))
-                    inputs = {k: v[keep] for k, v in inputs.items()}
-                m = batch.num_rows
-                if m:
-                    labels, proba = session.run(["label", "probabilities"], inputs)
-                    preds = [pa.array(np.asarray(labels).reshape(-1), type=label_type)]
-                    preds += [
-                        pa.array(np.ascontiguousarray(proba[:, i])) for i in range(proba.shape[1])
-                    ]
-                    if len(preds) - 1 != len(prob_names):
-                        raise ScoringError(
-                            f"{model.model_uri}: the model returned {len(preds) - 1} probability "
-                            f"columns but names {len(prob_names)} classes {list(model.classes)}"
-                        )
-                    out = [key_column(batch, k, schema) for k in keys] + preds
-                    out += [
-                        pa.repeat(model.name, m),
-                        pa.repeat(model.version, m),
-                        pa.repeat(scored_at, m),
-                    ]
-                    writer.write_batch(pa.RecordBatch.from_arrays(out, schema=schema))
-                    picked = reservoir.candidates(m)
-                    if picked is not None:
-                        take = pa.array(picked)
-                        reservoir.add(
-                            sample_table(
-                                batch.take(take),
-                                numeric,
-                                categorical,
-                                keys,
-                                [p.take(take) for p in preds],
-                                ["prediction", *prob_names],
-                                source.key_types,
-                            )
-                        )
-                    rows_out += m
-                progress.tick(rows_in)
-            if rows_out + rows_rejected != rows_in or (
-                source.rows_expected is not None and rows_in != source.rows_expected
-            ):
-                raise ScoringError(
-                    f"partition {label}: read {rows_in} rows (footer says "
-                    f"{source.rows_expected}) but wrote {rows_out} + {rows_rejected} rejected"
-                )
-    if not rejects.opened:
-        remove_if_exists(rejects_uri)
-    sample_uri = None
-    sample = reservoir.result()
-    if monitoring_dir and sample is not None:
-        date = sample_date or datetime.now(UTC).strftime("%Y-%m-%d")
-        sample_uri = join(
-            monitoring_dir,
-            f"model={model.name}",
-            "source=batch",
-            f"version={model.version}",
-            f"date={date}",
-            f"{label}.parquet",
-        )
-        write_parquet_atomic(
-            sample.append_column("scored_at", pa.repeat(scored_at, sample.num_rows)), sample_uri
-        )
+                scorer.add(batch, feed)
+                progress.tick(scorer.rows_in)
+            scorer.check_counts()
+    return scorer
+
+
+def _rejects_schema(setup: _PartitionSetup) -> pa.Schema:
+    from airflow_mlops.core.scoring.io import rejects_schema
+
+    return rejects_schema(setup.source.columns)
+
+
+def _finish(setup: _PartitionSetup, scorer: _BatchScorer, started: float) -> ScoreResult:
+    """Drop an unused rejects file, write the monitoring sample, report what was done."""
+    from airflow_mlops.core.scoring.io import remove_if_exists
+
+    rejected = scorer.rejects.opened
+    if not rejected:
+        remove_if_exists(setup.rejects_uri)
+    sample_uri = _write_sample(setup, scorer.reservoir)
     seconds = time.perf_counter() - started
-    if rows_in == 0:
-        log.warning("partition %s has no rows; wrote an empty %s", label, output_uri)
+    if scorer.rows_in == 0:
+        log.warning("partition %s has no rows; wrote an empty %s", setup.label, setup.output_uri)
     result = ScoreResult(
-        input_uri=input_uri,
-        output_uri=output_uri,
-        rejects_uri=rejects_uri if rejects.opened else None,
-        rows_in=rows_in,
-        rows_out=rows_out,
-        rows_rejected=rows_rejected,
-        model_name=model.name,
-        model_version=model.version,
+        input_uri=setup.input_uri,
+        output_uri=setup.output_uri,
+        rejects_uri=setup.rejects_uri if rejected else None,
+        rows_in=scorer.rows_in,
+        rows_out=scorer.rows_out,
+        rows_rejected=scorer.rows_rejected,
+        model_name=setup.model.name,
+        model_version=setup.model.version,
         seconds=round(seconds, 3),
-        rows_per_second=round(rows_in / seconds, 1) if seconds > 0 else 0.0,
+        rows_per_second=round(scorer.rows_in / seconds, 1) if seconds > 0 else 0.0,
         peak_rss_mb=round(peak_rss_mb(), 1),
         sample_uri=sample_uri,
     )
     log.info(
         "scored %s with %s v%s: %s rows in, %s out, %s rejected, %.0f rows/s, peak RSS %.0f MB",
-        label,
-        model.name,
-        model.version,
-        f"{rows_in:,}",
-        f"{rows_out:,}",
-        f"{rows_rejected:,}",
+        setup.label,
+        setup.model.name,
+        setup.model.version,
+        f"{result.rows_in:,}",
+        f"{result.rows_out:,}",
+        f"{result.rows_rejected:,}",
         result.rows_per_second,
         result.peak_rss_mb,
     )
     return result
 
 
-_RUNS = ("list_partitions", "summarize", "score_demo", "format_demo", "_score_main")
+def _write_sample(setup: _PartitionSetup, reservoir: Reservoir) -> str | None:
+    """The sample in the monitoring layout (see the module docstring), if one is kept."""
+    import pyarrow as pa
 
+    from airflow_mlops.core.data.io import write_parquet_atomic
 
-def __getattr__(name: str) -> Any:
-    # The run-level helpers moved to scoring_runs; old imports from here keep working.
-    if name in _RUNS:
-        from airflow_mlops.core.scoring import runs as scoring_runs
-
-        return getattr(scoring_runs, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    opts, model = setup.options, setup.model
+    sample = reservoir.result()
+    if not opts.monitoring_dir or sample is None:
+        return None
+    date = opts.sample_date or datetime.now(UTC).strftime("%Y-%m-%d")
+    sample_uri = join(
+        opts.monitoring_dir,
+        f"model={model.name}",
+        "source=batch",
+        f"version={model.version}",
+        f"date={date}",
+        f"{setup.label}.parquet",
+    )
+    scored_at = pa.repeat(setup.scored_at, sample.num_rows)
+    write_parquet_atomic(sample.append_column("scored_at", scored_at), sample_uri)
+    return sample_uri
 
 
 def _chain(first: list[pa.RecordBatch], rest: Any) -> Any:

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,7 +100,6 @@ def permutation_importance(
     """
     import numpy as np
     import pandas as pd
-    from sklearn.metrics import get_scorer
 
     if metric not in _SCORERS:
         raise ValueError(f"permutation importance: unknown metric {metric!r}; known {_SCORERS}")
@@ -111,35 +111,13 @@ def permutation_importance(
     y = frame[target].to_numpy()
     binary = len(getattr(pipeline, "classes_", [0, 1])) == 2
     scorer_name = _SCORERS[metric][0 if binary else 1]
-    score = get_scorer(scorer_name)._score_func
-    sign = get_scorer(scorer_name)._sign
+    metric_of = _metric_of(scorer_name, y, list(pipeline.classes_))
     # sklearn's permutation_importance calls predict once per feature and repeat; a pipeline's
     # per-call overhead made that ~1 min on the demo. The same shuffles stacked into one frame
     # are scored by a single predict_proba call.
-    rng = np.random.default_rng(seed)
     n = len(x)
-    blocks = [x]
-    for col in features:
-        for _ in range(n_repeats):
-            shuffled = x.copy()
-            shuffled[col] = x[col].to_numpy()[rng.permutation(n)]
-            blocks.append(shuffled)
+    blocks = _shuffled(x, features, n_repeats, np.random.default_rng(seed))
     proba = pipeline.predict_proba(pd.concat(blocks, ignore_index=True))
-    classes = list(pipeline.classes_)
-
-    def metric_of(p: Any) -> float:
-        if scorer_name in ("roc_auc", "neg_brier_score"):
-            return sign * float(score(y == classes[1], p[:, 1]))
-        if scorer_name in ("roc_auc_ovr", "neg_log_loss"):
-            kwargs = {"multi_class": "ovr"} if scorer_name == "roc_auc_ovr" else {}
-            return sign * float(score(y, p, labels=classes, **kwargs))
-        predicted = np.asarray(classes, dtype=object)[p.argmax(axis=1)].astype(y.dtype)
-        if scorer_name.endswith("_macro"):
-            return float(score(y, predicted, average="macro", zero_division=0))
-        if scorer_name == "accuracy":
-            return float(score(y, predicted))
-        return float(score(y == classes[1], predicted == classes[1], zero_division=0))
-
     base = metric_of(proba[:n])
     drops = np.array(
         [
@@ -158,6 +136,42 @@ def permutation_importance(
     )
     scorer = scorer_name
     return Importance(metric, scorer, len(x), n_repeats, table, time.perf_counter() - started)
+
+
+def _shuffled(x: Any, features: list[str], n_repeats: int, rng: Any) -> list[Any]:
+    """``x`` itself, then one copy per feature and repeat with that column permuted."""
+    n = len(x)
+    blocks = [x]
+    for col in features:
+        for _ in range(n_repeats):
+            shuffled = x.copy()
+            shuffled[col] = x[col].to_numpy()[rng.permutation(n)]
+            blocks.append(shuffled)
+    return blocks
+
+
+def _metric_of(scorer_name: str, y: Any, classes: list[Any]) -> Callable[[Any], float]:
+    """The metric (greater is better) of class probabilities against ``y``."""
+    import numpy as np
+    from sklearn.metrics import get_scorer
+
+    score = get_scorer(scorer_name)._score_func
+    sign = get_scorer(scorer_name)._sign
+
+    def metric_of(p: Any) -> float:
+        if scorer_name in ("roc_auc", "neg_brier_score"):
+            return sign * float(score(y == classes[1], p[:, 1]))
+        if scorer_name in ("roc_auc_ovr", "neg_log_loss"):
+            kwargs = {"multi_class": "ovr"} if scorer_name == "roc_auc_ovr" else {}
+            return sign * float(score(y, p, labels=classes, **kwargs))
+        predicted = np.asarray(classes, dtype=object)[p.argmax(axis=1)].astype(y.dtype)
+        if scorer_name.endswith("_macro"):
+            return float(score(y, predicted, average="macro", zero_division=0))
+        if scorer_name == "accuracy":
+            return float(score(y, predicted))
+        return float(score(y == classes[1], predicted == classes[1], zero_division=0))
+
+    return metric_of
 
 
 def write_artifacts(importance: Importance, out_dir: str) -> list[str]:

@@ -8,8 +8,9 @@ import pytest
 
 from airflow_mlops.core.config.model import ConfigError
 from airflow_mlops.core.drift import stats as drift_stats
-from airflow_mlops.core.drift.check import DriftPolicy, check_drift
-from airflow_mlops.core.drift.monitor import MonitoringSpec, _streak
+from airflow_mlops.core.drift.check import check_drift
+from airflow_mlops.core.drift.monitor import MonitoringSpec, _Streak, _streak
+from airflow_mlops.core.drift.types import DriftPolicy
 from airflow_mlops.devstack.demo_data import CATEGORICAL_FEATURES, NUMERIC_FEATURES, generate
 
 FEATURES = {"numeric": NUMERIC_FEATURES, "categorical": CATEGORICAL_FEATURES}
@@ -149,6 +150,24 @@ def test_streak_counts_drift_since_last_confirmation_and_skips_undecided():
     ]
     assert _streak(history) == 2
     assert _streak([*history, {"w": "e", "s": "no_drift", "c": 0}]) == 0
+
+
+def test_a_second_drifting_window_confirms_once_and_its_rerun_is_not_news():
+    import json
+
+    policy = DriftPolicy(consecutive_windows=2)
+    first = _Streak.advance(None, "d1", "drift", policy)
+    assert (first.streak, first.confirmed, first.already) == (1, False, False)
+    second = _Streak.advance(json.dumps(first.history), "d2", "drift", policy)
+    assert (second.streak, second.confirmed, second.already) == (2, True, False)
+    rerun = _Streak.advance(json.dumps(second.history), "d2", "drift", policy)
+    assert (rerun.confirmed, rerun.already) == (True, True)
+    assert [h["w"] for h in rerun.history] == ["d1", "d2"]  # the window's entry is replaced
+    calm = _Streak.advance(json.dumps(rerun.history), "d3", "no_drift", policy)
+    assert (calm.streak, calm.confirmed) == (0, False)
+    assert _Streak.advance("not json", "d4", "drift", policy).history == [
+        {"w": "d4", "s": "drift", "c": 0}
+    ]
 
 
 def test_evidently_report_is_written_and_agrees_column_by_column(reference, tmp_path):

@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 
 from airflow_mlops.core.config.model import ConfigError, DataSpec, ModelConfig, TrainingSpec
-from airflow_mlops.core.profiling.profile import (
+from airflow_mlops.core.profiling.profile import onnx_features, parse_model_ref, profile_model
+from airflow_mlops.core.profiling.report import NEAR_BEST, recommend, write_chart
+from airflow_mlops.core.profiling.types import (
     TAG_KEYS,
     Measurements,
     ProfileReport,
@@ -19,11 +21,7 @@ from airflow_mlops.core.profiling.profile import (
     SloSpec,
     ThroughputPoint,
     available_cores,
-    onnx_features,
-    parse_model_ref,
-    profile_model,
 )
-from airflow_mlops.core.profiling.report import NEAR_BEST, recommend, write_chart
 
 NUMERIC = ("age", "income", "visits")
 CATEGORICAL = ("city",)

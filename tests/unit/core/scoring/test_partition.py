@@ -10,9 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from airflow_mlops.core.config.model import ConfigError
-from airflow_mlops.core.scoring import partition as scoring
-from airflow_mlops.core.scoring.partition import ScoringError, ScoringSpec, score_partition
+from airflow_mlops.core.scoring.partition import ScoringOptions, score_partition
 from airflow_mlops.core.scoring.runs import list_partitions, summarize
+from airflow_mlops.core.scoring.spec import ScoringSpec
+from airflow_mlops.core.scoring.types import ScoringError
 
 
 @pytest.fixture(scope="module")
@@ -278,11 +279,6 @@ def test_scoring_spec_defaults_and_errors():
         ScoringSpec.from_dict({"batch_rows": 0})
 
 
-def test_run_helpers_stay_importable_from_core_scoring():
-    assert scoring.list_partitions is list_partitions
-    assert scoring.summarize is summarize
-
-
 def test_prefetch_raises_the_reader_error_in_the_consumer_and_stops_early():
     from airflow_mlops.core.scoring.io import Prefetch
 
@@ -328,3 +324,19 @@ def test_peak_rss_is_the_partitions_own_not_an_earlier_peak_of_the_process(model
     before = peak_rss_mb()
     result = _score(model, src, str(tmp_path / "out.parquet"))
     assert before - result.peak_rss_mb > 300, (before, result.peak_rss_mb)
+
+
+def test_options_object_and_keywords_score_alike_and_a_misspelt_keyword_is_refused(model, tmp_path):
+    src = _write(_frame(1_200), tmp_path / "p.parquet")
+    options = ScoringOptions(key_columns=("customer_id", "customer_id"), batch_rows=500)
+    by_options = score_partition(str(src), str(tmp_path / "a.parquet"), model, options)
+    by_keywords = _score(model, src, tmp_path / "b.parquet", batch_rows=500)
+    assert by_options.rows_out == by_keywords.rows_out == 1_200
+    a, b = pq.read_table(by_options.output_uri), pq.read_table(by_keywords.output_uri)
+    assert a.column_names == b.column_names  # the repeated key is written once
+    assert a.drop(["scored_at"]).equals(b.drop(["scored_at"]))
+    merged = ScoringOptions.merge(options, {"batch_rows": 7})
+    assert (merged.batch_rows, merged.key_columns) == (7, ("customer_id",))
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['batch_row'\]"):
+        score_partition(str(src), str(tmp_path / "c.parquet"), model, batch_row=5)
+    assert not (tmp_path / "c.parquet").exists()

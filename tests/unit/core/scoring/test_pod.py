@@ -20,15 +20,14 @@ import pytest
 from airflow_mlops import cli
 from airflow_mlops.core.config.model import ConfigError
 from airflow_mlops.core.packaging import context as packaging
-from airflow_mlops.core.scoring.partition import ScoringError, ScoringSpec, partition_target
 from airflow_mlops.core.scoring.pod import (
     DEFAULT_RESOURCES,
-    KubernetesScoringSpec,
     normalize_results,
     plan_pods,
     pod_resources,
-    quantity,
 )
+from airflow_mlops.core.scoring.spec import KubernetesScoringSpec, ScoringSpec, quantity
+from airflow_mlops.core.scoring.types import ScoringError, partition_target
 from tests.conftest import REPO
 
 REMOTE = {

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from airflow_mlops.core.config.model import ConfigError
-from airflow_mlops.core.drift.check import DriftPolicy, check_drift
+from airflow_mlops.core.drift.check import check_drift
+from airflow_mlops.core.drift.types import DriftPolicy
 from airflow_mlops.core.training.importance import (
     TAG_TOP,
     TAG_VALUES,

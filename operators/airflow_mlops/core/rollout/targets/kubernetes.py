@@ -23,8 +23,8 @@ from airflow_mlops.core.registry import versions as registry
 from airflow_mlops.core.registry.tracking import TrackingConfig
 from airflow_mlops.core.rollout.analysis import Snapshot
 from airflow_mlops.core.rollout.policy import KubernetesSpec
-from airflow_mlops.core.rollout.runner import CanaryUnhealthy
 from airflow_mlops.core.rollout.targets import manifests
+from airflow_mlops.core.rollout.targets.base import CanaryUnhealthy
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from typing import Any
 from airflow_mlops.core.registry.tracking import TrackingConfig
 from airflow_mlops.core.rollout.analysis import Snapshot
 from airflow_mlops.core.rollout.policy import LocalSpec
-from airflow_mlops.core.rollout.runner import CanaryUnhealthy
+from airflow_mlops.core.rollout.targets.base import CanaryUnhealthy
 
 log = logging.getLogger(__name__)
 

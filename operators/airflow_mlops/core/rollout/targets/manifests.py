@@ -70,7 +70,6 @@ def deployment(
         "app.kubernetes.io/name": slug(model),
         "app.kubernetes.io/instance": name,
     }
-    probe = {"port": "http", "scheme": "HTTP"}
     annotations = {"mlops.model.name": model, "mlops.model.version": str(version)}
     p99 = (tags or {}).get(f"{PROFILE_PREFIX}p99_ms")
     if p99:
@@ -94,55 +93,70 @@ def deployment(
             },
             "template": {
                 "metadata": {"labels": labels(model, version), "annotations": annotations},
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": APP_UID,
-                        "runAsGroup": APP_UID,
-                        "fsGroup": APP_UID,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [
-                        {
-                            "name": "server",
-                            "image": image,
-                            "imagePullPolicy": spec.image_pull_policy,
-                            "ports": [
-                                {"name": "http", "containerPort": spec.port, "protocol": "TCP"}
-                            ],
-                            "env": [{"name": "OMP_NUM_THREADS", "value": "1"}],
-                            "resources": resources(tags or {}, spec),
-                            "startupProbe": {
-                                "httpGet": {"path": "/v2/health/live", **probe},
-                                "periodSeconds": 2,
-                                "failureThreshold": 30,
-                            },
-                            "livenessProbe": {
-                                "httpGet": {"path": "/v2/health/live", **probe},
-                                "periodSeconds": 10,
-                                "timeoutSeconds": 2,
-                                "failureThreshold": 3,
-                            },
-                            "readinessProbe": {
-                                "httpGet": {"path": "/v2/health/ready", **probe},
-                                "periodSeconds": 5,
-                                "timeoutSeconds": 2,
-                                "failureThreshold": 2,
-                            },
-                            "securityContext": {
-                                "runAsNonRoot": True,
-                                "allowPrivilegeEscalation": False,
-                                "readOnlyRootFilesystem": True,
-                                "capabilities": {"drop": ["ALL"]},
-                            },
-                            # The root filesystem is read-only: capture and temp files go here.
-                            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-                        }
-                    ],
-                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "512Mi"}}],
-                },
+                "spec": _pod_spec(image, spec, tags or {}),
             },
+        },
+    }
+
+
+def _pod_spec(image: str, spec: KubernetesSpec, tags: dict[str, str]) -> dict[str, Any]:
+    """A non-root pod with a read-only root filesystem and one server container."""
+    return {
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": APP_UID,
+            "runAsGroup": APP_UID,
+            "fsGroup": APP_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [_server_container(image, spec, tags)],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "512Mi"}}],
+    }
+
+
+def _server_container(image: str, spec: KubernetesSpec, tags: dict[str, str]) -> dict[str, Any]:
+    """The scoring server: its port, resources, probes and locked-down security context."""
+    return {
+        "name": "server",
+        "image": image,
+        "imagePullPolicy": spec.image_pull_policy,
+        "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
+        "env": [{"name": "OMP_NUM_THREADS", "value": "1"}],
+        "resources": resources(tags, spec),
+        **_probes(),
+        "securityContext": {
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        # The root filesystem is read-only: capture and temp files go here.
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+
+
+def _probes() -> dict[str, Any]:
+    """Startup and liveness on ``/v2/health/live``; readiness (all versions loaded) on
+    ``/v2/health/ready``."""
+    probe = {"port": "http", "scheme": "HTTP"}
+    return {
+        "startupProbe": {
+            "httpGet": {"path": "/v2/health/live", **probe},
+            "periodSeconds": 2,
+            "failureThreshold": 30,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/v2/health/live", **probe},
+            "periodSeconds": 10,
+            "timeoutSeconds": 2,
+            "failureThreshold": 3,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/v2/health/ready", **probe},
+            "periodSeconds": 5,
+            "timeoutSeconds": 2,
+            "failureThreshold": 2,
         },
     }
 
