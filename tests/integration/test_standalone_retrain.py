@@ -103,12 +103,16 @@ def test_stopping_standalone_leaves_no_process_it_started(standalone):
     assert standalone.process is not None
     leader = psutil.Process(standalone.process.pid)
     started = [leader, *leader.children(recursive=True)]
-    names = " ".join(" ".join(p.cmdline()[1:3]) for p in started[1:])
+
+    def running(proc: psutil.Process) -> list[str] | None:
+        """The command line of a process still running, else None (gone or a zombie)."""
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                return proc.cmdline()[:3]
+        return None
+
+    names = " ".join(" ".join(running(p) or []) for p in started[1:])
     assert "scheduler" in names, names  # the components are really there to stop
     standalone.stop()
-    left = []
-    for proc in started:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            if proc.status() != psutil.STATUS_ZOMBIE:
-                left.append((proc.pid, proc.cmdline()[:3]))
+    left = [(p.pid, cmd) for p in started if (cmd := running(p)) is not None]
     assert left == []
