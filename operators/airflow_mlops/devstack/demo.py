@@ -216,7 +216,7 @@ def _retrain_on_event(env: dict[str, str], home: Path, config: Any, rows: int) -
 
 def _rollout(tracking: Any, config: Any) -> None:
     from airflow_mlops.core.registry import versions as registry
-    from airflow_mlops.core.rollout.runner import demo_rollout
+    from airflow_mlops.devstack.rollout_demo import demo_rollout
 
     candidate = registry.get_version(tracking, config.name, registry.CANDIDATE)
     champion = registry.get_version(tracking, config.name, registry.CHAMPION)

@@ -62,7 +62,7 @@ class RolloutResult:
         return out
 
 
-def _emit(on_step: StepCallback | None, phase: str, message: str, **extra: Any) -> None:
+def emit(on_step: StepCallback | None, phase: str, message: str, **extra: Any) -> None:
     log.info("%s: %s", phase, message)
     if on_step is not None:
         on_step({"phase": phase, "message": message, **extra})
@@ -113,7 +113,7 @@ def deploy_canary(
         if baseline
         else f"v{canary} deployed on {target.name} {target.endpoint} (first version)"
     )
-    _emit(on_step, "deploy", message, canary=canary, baseline=baseline)
+    emit(on_step, "deploy", message, canary=canary, baseline=baseline)
     return {"canary": canary, "baseline": baseline, "endpoint": target.endpoint, "message": message}
 
 
@@ -139,7 +139,7 @@ def shift_step(
         message = (
             f"v{canary} is the first version on {target.name}: nothing to compare, step skipped"
         )
-        _emit(on_step, "step", message)
+        emit(on_step, "step", message)
         return StepResult(percent=percent, weights=weights, verdict="pass", message=message)
     # Mirrored traffic goes to the version that does not answer most requests, so agreement is
     # measured at every step, the last one included.
@@ -177,7 +177,7 @@ def shift_step(
         analysis=result.to_dict(),
         seconds=round(time.monotonic() - started, 3),
     )
-    _emit(on_step, "step", f"{percent}% → {result.message}", step=asdict(step))
+    emit(on_step, "step", f"{percent}% → {result.message}", step=asdict(step))
     if result.verdict != "pass":
         reason = result.message
         if result.verdict == "wait":
@@ -218,7 +218,7 @@ def promote_rollout(
         records.clear(tracking, name, baseline, target.name)
     _drop_candidate(tracking, name, canary)
     message = f"v{canary} takes 100% on {target.name}; {promotion['message']}"
-    _emit(on_step, "promote", message, promotion=promotion)
+    emit(on_step, "promote", message, promotion=promotion)
     return {"promotion": promotion, "message": message}
 
 
@@ -255,7 +255,7 @@ def rollback_rollout(
         reverted = records.move_alias(tracking, name, policy.promote_alias, baseline).to_dict()
     _drop_candidate(tracking, name, canary)
     message = f"rolled back v{canary}" + (f" to v{baseline}" if baseline else "") + f": {reason}"
-    _emit(on_step, "rollback", message, reverted_alias=reverted)
+    emit(on_step, "rollback", message, reverted_alias=reverted)
     return {"message": message, "reverted_alias": reverted, "reason": reason}
 
 
@@ -286,7 +286,7 @@ def run_rollout(
     common |= {"target": target.name, "endpoint": target.endpoint}
     if baseline == str(canary):
         message = f"v{canary} already takes the traffic on {target.name}; nothing to roll out"
-        _emit(on_step, "unchanged", message)
+        emit(on_step, "unchanged", message)
         return RolloutResult(status="unchanged", message=message, **common)
     try:
         deploy_canary(target, policy, tracking, name, canary, baseline, on_step)
@@ -316,54 +316,3 @@ def run_rollout(
         promotion=done["promotion"],
         **common,
     )
-
-
-def format_event(event: dict[str, Any]) -> str:
-    """One line per phase for the demo: ``[step 25%] v2 passed: error rate 0.00% ...``."""
-    phase = event.get("phase", "")
-    if phase == "step":
-        step = event["step"]
-        weights = ", ".join(f"v{v} {w}%" for v, w in step["weights"].items())
-        return f"[step {step['percent']:>3}%] ({weights}) {step['verdict']}: {step['message']}"
-    return f"[{phase}] {event.get('message', '')}"
-
-
-def demo_rollout(
-    tracking: TrackingConfig,
-    name: str,
-    canary: str,
-    baseline: str | None,
-    raw_policy: dict[str, Any] | None = None,
-    on_step: StepCallback | None = None,
-) -> RolloutResult:
-    """Roll ``canary`` out on a local server started for the occasion, under bounded load.
-
-    What ``make demo`` calls: it starts the scoring server on 127.0.0.1 answering with
-    ``baseline``, sends a bounded background load drawn from the baseline's reference sample,
-    runs every step and reports each with its figures through ``on_step`` (default: print
-    :func:`format_event` lines), then stops the server and the load it started.
-    """
-    import json
-
-    from airflow_mlops.core.rollout.targets.local import LoadGenerator, LocalTarget, reference_rows
-
-    policy = RolloutPolicy.from_dict(
-        {"bake_seconds": 3, "min_requests": 50, **(raw_policy or {}), "target": "local"}
-    )
-    say = on_step or (lambda e: print(format_event(e), flush=True))
-    with LocalTarget(policy.local, tracking, name) as target:
-        first = baseline or canary
-        target.start(first)
-        meta = json.loads((target.model_folder(first) / "model.json").read_text())
-        features = list(meta["numeric_features"]) + list(meta["categorical_features"])
-        rows = reference_rows(tracking, name, first, features)
-        with LoadGenerator(target.url, rows, max_seconds=600) as load:
-            load.start()
-            result = run_rollout(target, policy, tracking, name, canary, baseline, say)
-        _emit(
-            say,
-            "load",
-            f"{load.sent} requests sent during the rollout, {load.failed} failed; "
-            f"answered by version: {load.versions}",
-        )
-        return result
