@@ -46,3 +46,18 @@ def test_other_aliases_leave_challenger_in_place(champion, tmp_path):
     registry.promote(tracking, MODEL + "_candidate", version, registry.CANDIDATE)
     found = registry.get_version(tracking, MODEL + "_candidate", version)
     assert found is not None and set(found.aliases) == {"challenger", "candidate"}
+
+
+@pytest.mark.parametrize("value", ["it's", 'say "hi"', "both ' and \""])
+def test_search_by_tag_value_with_quotes(champion, tmp_path, value):
+    from airflow_mlops.core.registry import versions as registry
+
+    tracking = champion["tracking"]
+    name = MODEL + "_quotes"
+    if not registry.search_versions(tracking, name):
+        register_copies(champion, name, 2, str(tmp_path))
+    versions = registry.search_versions(tracking, name)
+    tagged = versions[0].version
+    registry.set_version_tags(tracking, name, tagged, {"mlops.note": value})
+    found = registry.search_versions(tracking, name, {"mlops.note": value})
+    assert [v.version for v in found] == [tagged]

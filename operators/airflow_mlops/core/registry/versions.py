@@ -312,13 +312,38 @@ def get_version(tracking: TrackingConfig, name: str, ref: str) -> RegisteredVers
 def search_versions(
     tracking: TrackingConfig, name: str, tags: dict[str, str] | None = None
 ) -> list[RegisteredVersion]:
-    """Versions of ``name`` whose tags equal every ``tags`` item, newest first."""
-    clauses = [f"name = '{name}'"]
-    for key, value in (tags or {}).items():
-        clauses.append(f"tags.`{key}` = '{value}'")
+    """Versions of ``name`` whose tags equal every ``tags`` item, newest first.
+
+    Values go into MLflow's filter quoted so a quote inside cannot end the string; a value that
+    holds both kinds of quote (or a key with a backtick) is matched here instead of by the
+    server.
+    """
+    name_literal = _filter_literal(name)
+    if name_literal is None:
+        raise RegistryError(f"model name {name!r} holds both kinds of quote")
+    wanted = {key: tag_value(value) for key, value in (tags or {}).items()}
+    clauses = [f"name = {name_literal}"]
+    local: dict[str, str] = {}
+    for key, value in wanted.items():
+        literal = _filter_literal(value)
+        if literal is None or "`" in key:
+            local[key] = value
+        else:
+            clauses.append(f"tags.`{key}` = {literal}")
     found = tracking.client().search_model_versions(" and ".join(clauses))
     versions = [_version(mv, tracking) for mv in found]
+    versions = [v for v in versions if all(v.tags.get(k) == val for k, val in local.items())]
     return sorted(versions, key=lambda v: int(v.version), reverse=True)
+
+
+def _filter_literal(value: str) -> str | None:
+    """``value`` as a string literal of MLflow's search filter, or None when it cannot be one
+    (it holds both ``'`` and ``"``: the filter language has no escape)."""
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    return None
 
 
 def set_version_tags(
