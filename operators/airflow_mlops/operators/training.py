@@ -83,16 +83,10 @@ class ConvertToOnnxOperator(MLOpsBaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops.core.pipeline import steps
-        from airflow_mlops.core.training.convert import ConversionError
 
         config = self.model_config()
         out_dir = self.run_folder(config, context)
-        try:
-            result = self.call_core(steps.convert, config, self.prepared, self.trained, out_dir)
-        except ConversionError as exc:
-            from airflow.sdk.exceptions import AirflowFailException
-
-            raise AirflowFailException(str(exc)) from exc
+        result = self.call_core(steps.convert, config, self.prepared, self.trained, out_dir)
         self.log.info(
             "%s; ONNX file %s (%d bytes)",
             result["parity"]["message"],

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from airflow_mlops.exceptions import MLOpsError
+
 if TYPE_CHECKING:
     import onnxruntime
 
@@ -42,7 +44,7 @@ META_FILE = "model.json"
 _TYPES = ("double", "float", "long", "integer", "boolean", "string")
 
 
-class LoadError(RuntimeError):
+class LoadError(MLOpsError, RuntimeError):
     """A version that cannot serve; the message names the version, the source and why."""
 
 

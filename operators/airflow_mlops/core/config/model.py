@@ -14,10 +14,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from airflow_mlops.exceptions import MLOpsError
+
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
-class ConfigError(ValueError):
+class ConfigError(MLOpsError, ValueError):
     """A model config that cannot be used; the message names the key and the file."""
 
 

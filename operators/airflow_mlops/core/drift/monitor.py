@@ -33,6 +33,7 @@ from airflow_mlops.core.config.model import ConfigError, ModelConfig, expand
 from airflow_mlops.core.drift.check import DriftPolicy, DriftResult, check_drift
 from airflow_mlops.core.drift.report import preload_evidently
 from airflow_mlops.core.registry.tracking import TrackingConfig
+from airflow_mlops.exceptions import MLOpsError
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ _HISTORY = 30
 _LOCATION_KEYS = ("current_uri", "monitoring_dir", "sources", "window", "schedule")
 
 
-class NothingToMonitor(LookupError):
+class NothingToMonitor(MLOpsError, LookupError):
     """No champion (or no reference sample) to compare with; the message says which."""
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_mlops.core.registry.tracking import TrackingConfig
+from airflow_mlops.exceptions import MLOpsError
 
 __all__ = [
     "ModelRefError",
@@ -44,7 +45,7 @@ _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<al
 _LABEL_ATTRS = ("classlabels_int64s", "classlabels_ints", "classlabels_strings")
 
 
-class ModelRefError(ValueError):
+class ModelRefError(MLOpsError, ValueError):
     """A model reference that cannot be resolved; the message names the model and the alias."""
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_mlops.core.registry.tracking import TrackingConfig
+from airflow_mlops.exceptions import MLOpsError
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ _FORBIDDEN_MODULES = frozenset(
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
-class PackagingError(RuntimeError):
+class PackagingError(MLOpsError, RuntimeError):
     """A build context or image that cannot be made; the message names the model and version."""
 
 

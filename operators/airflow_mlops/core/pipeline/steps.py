@@ -16,11 +16,12 @@ from typing import Any
 
 from airflow_mlops.core.config.model import ModelConfig
 from airflow_mlops.core.registry.tracking import TrackingConfig
+from airflow_mlops.exceptions import MLOpsError
 
 log = logging.getLogger(__name__)
 
 
-class GateFailed(RuntimeError):
+class GateFailed(MLOpsError, RuntimeError):
     """A lifecycle gate refused to go on; the message names the gate, the figure, the threshold."""
 
 

@@ -29,6 +29,7 @@ import pandas as pd
 from airflow_mlops.core.config.model import ConfigError, ModelConfig, check_keys
 from airflow_mlops.core.profiling.report import Recommendation, recommend, write_chart
 from airflow_mlops.core.registry.tracking import TrackingConfig
+from airflow_mlops.exceptions import MLOpsError
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ TAG_KEYS = (
 )
 
 
-class ProfilingError(RuntimeError):
+class ProfilingError(MLOpsError, RuntimeError):
     """A profile that cannot be taken; the message names the model and the step."""
 
 

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from airflow_mlops.exceptions import MLOpsTransientError
+
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 
-class MLflowUnreachable(ConnectionError):
+class MLflowUnreachable(MLOpsTransientError, ConnectionError):
     """The tracking server did not answer; the message names it and the time waited."""
 
 

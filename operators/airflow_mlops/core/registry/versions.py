@@ -18,6 +18,7 @@ from typing import Any
 
 from airflow_mlops.core.config.model import ModelConfig
 from airflow_mlops.core.registry.tracking import TrackingConfig
+from airflow_mlops.exceptions import MLOpsError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ _MAX_TAG = 4000
 _PYFUNC_CODE = Path(__file__).parents[1] / "model" / "pyfunc.py"
 
 
-class RegistryError(RuntimeError):
+class RegistryError(MLOpsError, RuntimeError):
     """A registry operation that cannot be done; the message names the model and version."""
 
 

@@ -22,6 +22,7 @@ from airflow_mlops.core.registry.tracking import TrackingConfig
 from airflow_mlops.core.rollout import records
 from airflow_mlops.core.rollout.analysis import Analysis, Snapshot, analyze
 from airflow_mlops.core.rollout.policy import RolloutPolicy
+from airflow_mlops.exceptions import MLOpsError
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +30,11 @@ RESULT_TAG = f"{registry.TAG_PREFIX}rollout.result"
 StepCallback = Callable[[dict[str, Any]], None]
 
 
-class CanaryUnhealthy(RuntimeError):
+class CanaryUnhealthy(MLOpsError, RuntimeError):
     """The new version failed to load or to become ready; it got no traffic."""
 
 
-class StepFailed(RuntimeError):
+class StepFailed(MLOpsError, RuntimeError):
     """A step's analysis failed (or found too little traffic); the message has the figures."""
 
     def __init__(self, message: str, analysis: dict[str, Any] | None = None) -> None:

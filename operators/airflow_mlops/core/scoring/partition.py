@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.core.config.model import ConfigError
+from airflow_mlops.exceptions import MLOpsError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -61,7 +62,7 @@ RUNNERS = ("worker", "kubernetes")
 _DATE_PART = re.compile(r"(?:^|/)date=([^/]+)")
 
 
-class ScoringError(ValueError):
+class ScoringError(MLOpsError, ValueError):
     """A partition that cannot be scored; the message names the partition, file and column."""
 
 

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from airflow_mlops.core.config.model import ModelConfig
+from airflow_mlops.exceptions import MLOpsError
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -57,7 +58,7 @@ MISSING_CATEGORY = ""
 _ML_OPSET = 3
 
 
-class ConversionError(RuntimeError):
+class ConversionError(MLOpsError, RuntimeError):
     """A pipeline that cannot be converted to ONNX; the message names the step."""
 
 
