@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_mlops import settings
 from airflow_mlops.exceptions import MLOpsError
 
 if TYPE_CHECKING:
@@ -16,8 +17,6 @@ if TYPE_CHECKING:
     from airflow_mlops.core.registry.tracking import TrackingConfig
 
 T = TypeVar("T")
-# How long a task waits for MLflow's /health before failing the try.
-MLFLOW_CHECK_SECONDS = float(os.environ.get("MLOPS_MLFLOW_CHECK_SECONDS", "10"))
 
 # An upstream task's result: the dict itself, or (when building a DAG) the upstream operator's
 # ``.output``, which Airflow resolves to the dict before ``execute()`` runs.
@@ -75,7 +74,7 @@ class MLOpsBaseOperator(BaseOperator):
 
         config = MLflowHook(mlflow_conn_id=self.mlflow_conn_id).config
         if getattr(self, "_mlflow_checked", None) != config.tracking_uri:
-            config.check_reachable(timeout=MLFLOW_CHECK_SECONDS)
+            config.check_reachable(timeout=settings.mlflow_check_seconds())
             self._mlflow_checked = config.tracking_uri
         return config
 
@@ -84,7 +83,7 @@ class MLOpsBaseOperator(BaseOperator):
 
         base = self.work_dir or config.work_dir
         if not base:
-            base = os.path.join(os.environ.get("MLOPS_HOME", os.getcwd()), "work")
+            base = os.path.join(settings.mlops_home(), "work")
         return run_dir(base, context["dag"].dag_id, context["run_id"])
 
     def call_core(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:

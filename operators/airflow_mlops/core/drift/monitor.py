@@ -29,6 +29,7 @@ from typing import Any
 
 import pandas as pd
 
+from airflow_mlops import settings
 from airflow_mlops.core.config.model import ConfigError, ModelConfig, expand
 from airflow_mlops.core.drift.check import DriftPolicy, DriftResult, check_drift
 from airflow_mlops.core.drift.report import preload_evidently
@@ -79,7 +80,7 @@ class MonitoringSpec:
 
     @property
     def root(self) -> str:
-        default = os.path.join(os.environ.get("MLOPS_HOME", ".mlops"), "monitoring")
+        default = os.path.join(settings.mlops_home(), "monitoring")
         return expand(self.monitoring_dir) if self.monitoring_dir else default
 
 

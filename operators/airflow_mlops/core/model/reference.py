@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from airflow_mlops import settings
 from airflow_mlops.core.registry.tracking import TrackingConfig
 from airflow_mlops.exceptions import MLOpsError
 
@@ -235,8 +236,7 @@ def onnx_signature(onnx_path: str) -> tuple[tuple[str, ...], tuple[str, ...], tu
 
 
 def _cache_root() -> Path:
-    home = os.environ.get("MLOPS_HOME", ".mlops")
-    return Path(home) / "cache" / "models"
+    return Path(settings.mlops_home()) / "cache" / "models"
 
 
 def _download(tracking: TrackingConfig, name: str, version: str) -> Path:

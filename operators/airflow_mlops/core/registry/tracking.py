@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from airflow_mlops import settings
 from airflow_mlops.exceptions import MLOpsTransientError
 
 if TYPE_CHECKING:
@@ -93,8 +94,7 @@ class TrackingConfig:
         if uri.startswith("sqlite:///"):
             path = uri.removeprefix("sqlite:///")
             return Path(path).resolve().parent.joinpath("mlruns").as_uri()
-        home = os.environ.get("MLOPS_HOME", ".mlops")
-        return Path(home).resolve().joinpath("mlruns").as_uri()
+        return Path(settings.mlops_home()).resolve().joinpath("mlruns").as_uri()
 
     def experiment_id(self, name: str) -> str:
         """The id of experiment ``name``, created if missing (with :meth:`artifact_root`)."""

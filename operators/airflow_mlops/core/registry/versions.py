@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airflow_mlops import settings
 from airflow_mlops.core.config.model import ModelConfig
 from airflow_mlops.core.registry.tracking import TrackingConfig
 from airflow_mlops.exceptions import MLOpsError
@@ -95,8 +96,8 @@ def flatten_tags(prefix: str, values: dict[str, Any]) -> dict[str, str]:
 
 def git_commit(path: str | os.PathLike[str] | None = None) -> str | None:
     """The git commit of the code that ran, if a git checkout (or ``MLOPS_CODE_VERSION``)."""
-    if os.environ.get("MLOPS_CODE_VERSION"):
-        return os.environ["MLOPS_CODE_VERSION"]
+    if settings.code_version():
+        return settings.code_version()
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],

@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlops import settings
 from airflow_mlops.core.config.model import ConfigError
 from airflow_mlops.exceptions import MLOpsError
 
@@ -164,7 +165,7 @@ class ScoringSpec:
 
 
 def _home() -> str:
-    return os.environ.get("MLOPS_HOME", ".mlops")
+    return settings.mlops_home()
 
 
 @dataclass(frozen=True)
