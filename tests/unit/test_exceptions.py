@@ -49,7 +49,7 @@ def test_each_error_has_exactly_one_root(name: str) -> None:
 @pytest.mark.parametrize(
     ("name", "builtin"),
     [
-        ("core.config.model.ConfigError", ValueError),
+        ("core.config.parse.ConfigError", ValueError),
         ("core.data.io.DataError", ValueError),
         ("core.training.pipeline.TrainingError", ValueError),
         ("core.training.evaluation.EvaluationError", ValueError),

@@ -22,7 +22,7 @@ import hmac
 import logging
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.core.config.model import ConfigError
+from airflow_mlops.core.config.parse import ConfigError
 from airflow_mlops.serving import protocol
 from airflow_mlops.serving.config import normalise_routes, parse_shadow
 from airflow_mlops.serving.http import read_body

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_mlops import settings
-from airflow_mlops.core.config.model import ConfigError, check_keys
+from airflow_mlops.core.config.parse import ConfigError, check_keys
 
 __all__ = [
     "AdminSpec",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_mlops.core.config.model import ConfigError
+from airflow_mlops.core.config.parse import ConfigError
 from airflow_mlops.core.data.io import DataError
 from airflow_mlops.core.drift.monitor import NothingToMonitor
 from airflow_mlops.core.model.reference import ModelRefError

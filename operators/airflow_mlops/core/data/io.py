@@ -28,7 +28,7 @@ from airflow_mlops.exceptions import MLOpsError
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
-    from airflow_mlops.core.config.model import DataSpec
+    from airflow_mlops.core.config.data import DataSpec
 
 _FORMATS = ("auto", "parquet", "csv")
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zst")

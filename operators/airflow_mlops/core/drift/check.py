@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from airflow_mlops.core.config.model import ConfigError, check_keys
+from airflow_mlops.core.config.parse import ConfigError, check_keys
 from airflow_mlops.core.drift import stats as drift_stats
 from airflow_mlops.core.drift.columns import ColumnDrift, ColumnRule, column_drift
 

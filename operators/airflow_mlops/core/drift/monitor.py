@@ -30,7 +30,8 @@ from typing import Any
 import pandas as pd
 
 from airflow_mlops import settings
-from airflow_mlops.core.config.model import ConfigError, ModelConfig, expand
+from airflow_mlops.core.config.model import ModelConfig
+from airflow_mlops.core.config.parse import ConfigError, expand
 from airflow_mlops.core.drift.check import DriftPolicy, DriftResult, check_drift
 from airflow_mlops.core.drift.report import preload_evidently
 from airflow_mlops.core.registry.tracking import TrackingConfig

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from airflow_mlops.core.config.model import ConfigError, ModelConfig, check_keys
+from airflow_mlops.core.config.model import ModelConfig
+from airflow_mlops.core.config.parse import ConfigError, check_keys
 from airflow_mlops.core.profiling.report import Recommendation, recommend, write_chart
 from airflow_mlops.core.registry.tracking import TrackingConfig
 from airflow_mlops.exceptions import MLOpsError

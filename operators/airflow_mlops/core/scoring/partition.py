@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops import settings
-from airflow_mlops.core.config.model import ConfigError
+from airflow_mlops.core.config.parse import ConfigError
 from airflow_mlops.exceptions import MLOpsError
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.core.config.model import ConfigError, build_section
+from airflow_mlops.core.config.parse import ConfigError, build_section
 from airflow_mlops.core.scoring.container import (
     CONTAINER_COMMAND,
     CONTAINER_MODEL_DIR,

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_mlops.core.config.model import EvaluationSpec
+from airflow_mlops.core.config.evaluation import EvaluationSpec
 from airflow_mlops.exceptions import MLOpsError
 
 __all__ = [

@@ -11,7 +11,10 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC
 
-from airflow_mlops.core.config.model import DataSpec, ModelConfig, OnnxSpec, TrainingSpec
+from airflow_mlops.core.config.data import DataSpec
+from airflow_mlops.core.config.model import ModelConfig
+from airflow_mlops.core.config.onnx import OnnxSpec
+from airflow_mlops.core.config.training import TrainingSpec
 from airflow_mlops.core.training.convert import (
     ConversionError,
     ParityResult,
