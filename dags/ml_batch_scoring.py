@@ -17,7 +17,6 @@ triggering Asset event's extra, else the run's logical date, else the day the ru
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +31,12 @@ from airflow.sdk import (
     task,
 )
 
+from airflow_mlops import settings
 from airflow_mlops.core.config.model import load_config
 from airflow_mlops.core.scoring.spec import ScoringSpec
 from airflow_mlops.operators.scoring import BatchScoreOperator, ResolveModelOperator
 
-CONFIG = os.environ.get(
-    "MLOPS_SCORING_CONFIG", str(Path(__file__).parent / "configs" / "demo_churn.yaml")
-)
+CONFIG = settings.dag_config("scoring", str(Path(__file__).parent / "configs" / "demo_churn.yaml"))
 
 
 def incoming_asset(model_name: str) -> Asset:

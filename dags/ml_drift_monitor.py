@@ -8,23 +8,18 @@ retraining run whose lineage records this event.
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from pathlib import Path
 
 import pendulum
 from airflow.sdk import DAG, Param
 
+from airflow_mlops import settings
 from airflow_mlops.core.config.model import load_config
 from airflow_mlops.dags.assets import drift_asset
 from airflow_mlops.operators.drift import DriftCheckOperator
 
-CONFIG = os.environ.get(
-    "MLOPS_MONITOR_CONFIG",
-    os.environ.get(
-        "MLOPS_TRAINING_CONFIG", str(Path(__file__).parent / "configs" / "demo_churn.yaml")
-    ),
-)
+CONFIG = settings.dag_config("monitor", str(Path(__file__).parent / "configs" / "demo_churn.yaml"))
 config = load_config(CONFIG)
 
 with DAG(

@@ -11,13 +11,13 @@ is imported here: every operator imports what it needs when it runs.
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from pathlib import Path
 
 import pendulum
 from airflow.sdk import DAG
 
+from airflow_mlops import settings
 from airflow_mlops.core.config.model import load_config
 from airflow_mlops.core.pipeline.approval import ApprovalSpec
 from airflow_mlops.core.rollout.policy import RolloutPolicy
@@ -33,9 +33,7 @@ from airflow_mlops.operators.rollout import (
 
 CONFIG = str(
     Path(
-        os.environ.get(
-            "MLOPS_ROLLOUT_CONFIG", Path(__file__).parent / "configs" / "demo_churn.yaml"
-        )
+        settings.dag_config("rollout", str(Path(__file__).parent / "configs" / "demo_churn.yaml"))
     ).resolve()
 )
 config = load_config(CONFIG)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from airflow_mlops import settings
 from airflow_mlops.dags.factory import training_dag
 
-CONFIG = os.environ.get(
-    "MLOPS_TRAINING_CONFIG", str(Path(__file__).parent / "configs" / "demo_churn.yaml")
-)
+CONFIG = settings.dag_config("training", str(Path(__file__).parent / "configs" / "demo_churn.yaml"))
 
 dag = training_dag(CONFIG, dag_id="ml_training")

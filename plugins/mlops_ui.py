@@ -15,7 +15,6 @@ first request, so other Airflow processes that load plugins never import FastAPI
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
@@ -27,9 +26,10 @@ CONN_ID_ENV = "MLOPS_UI_MLFLOW_CONN_ID"
 
 
 def _tracking() -> Any:
+    from airflow_mlops import settings
     from airflow_mlops.hooks.mlflow import MLflowHook
 
-    return MLflowHook(os.environ.get(CONN_ID_ENV) or MLflowHook.default_conn_name).config
+    return MLflowHook(settings.ui_mlflow_conn_id(MLflowHook.default_conn_name)).config
 
 
 def _access() -> list[Any]:

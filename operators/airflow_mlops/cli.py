@@ -24,7 +24,7 @@ def demo(args: argparse.Namespace) -> int:
     """The whole loop on generated data (see :mod:`airflow_mlops.demo`)."""
     from airflow_mlops.devstack.demo import run
 
-    return run(args.rows)
+    return run(args.rows, config_path=args.config, dags_folder=args.dags_folder)
 
 
 def stack(args: argparse.Namespace) -> int:
@@ -115,9 +115,10 @@ def score(args: argparse.Namespace) -> int:
     """
     import logging
 
+    from airflow_mlops import settings
     from airflow_mlops.core.data.io import DataError
     from airflow_mlops.core.model.reference import ModelRefError
-    from airflow_mlops.core.scoring.container import XCOM_FILE_ENV, score_in_container, write_xcom
+    from airflow_mlops.core.scoring.container import score_in_container, write_xcom
     from airflow_mlops.core.scoring.types import ScoringError
 
     logging.basicConfig(
@@ -148,7 +149,7 @@ def score(args: argparse.Namespace) -> int:
         print(f"airflow-mlops score: {exc}", file=sys.stderr, flush=True)
         return 2
     payload = result.to_dict()
-    xcom_file = args.xcom_file or os.environ.get(XCOM_FILE_ENV)
+    xcom_file = args.xcom_file or settings.xcom_file()
     if xcom_file:
         write_xcom(payload, xcom_file)
     _say(json.dumps(payload, sort_keys=True))
@@ -190,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="run the training loop on generated data")
     p.add_argument("--rows", type=int, default=DEMO_ROWS)
+    p.add_argument("--config", default=None, help="model config (default: the checkout's)")
+    p.add_argument("--dags-folder", default=None, help="the DAGs (default: the checkout's)")
     p.set_defaults(func=demo)
     p = sub.add_parser("stack", help="Airflow standalone + MLflow server for the UIs")
     p.add_argument("--airflow-port", type=int, default=8080)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from airflow_mlops.core.config.model import ConfigError
+from airflow_mlops.core.config.parse import ConfigError
 from airflow_mlops.core.scoring.pod import plan_pods
 
 kubernetes_validate = pytest.importorskip(

@@ -22,12 +22,12 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from airflow_mlops.devstack.stack import REPO_ROOT, airflow_env, free_port, stop_group, wait_healthy
+from airflow_mlops.devstack.stack import airflow_env, free_port, stop_group, wait_healthy
 
 pytestmark = pytest.mark.integration
 
 CHROMIUM = "/usr/bin/chromium"
-SCREENSHOT = REPO_ROOT / "docs" / "img" / "models-view.png"
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "models-view.png"
 COPY = "ui_churn"
 
 

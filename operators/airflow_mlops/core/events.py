@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from airflow_mlops import settings
+
 log = logging.getLogger(__name__)
 
 KINDS = ("drift_detected", "model_registered", "model_promoted", "promotion_rejected")
@@ -54,9 +56,7 @@ class LifecycleEvent:
 
 def default_log_path() -> Path:
     """``MLOPS_EVENT_LOG``, else ``$MLOPS_HOME/events/events.jsonl``."""
-    if os.environ.get("MLOPS_EVENT_LOG"):
-        return Path(os.environ["MLOPS_EVENT_LOG"])
-    return Path(os.environ.get("MLOPS_HOME", ".mlops")) / "events" / "events.jsonl"
+    return Path(settings.event_log())
 
 
 def append_jsonl(event: LifecycleEvent, path: str | os.PathLike[str] | None = None) -> Path:

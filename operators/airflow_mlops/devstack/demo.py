@@ -26,8 +26,23 @@ from typing import Any
 
 from airflow_mlops.devstack import stack as devstack
 
-DEMO_CONFIG = devstack.REPO_ROOT / "dags" / "configs" / "demo_churn.yaml"
 DRIFT_SHIFT = 1.5
+
+
+def demo_config(path: str | os.PathLike[str] | None = None) -> Path:
+    """The demo's model config: ``path`` when given, else the checkout's
+    ``dags/configs/demo_churn.yaml``; an installed package has no checkout, so it must be
+    given."""
+    if path:
+        return Path(path)
+    checkout = devstack.checkout_root()
+    if checkout is None:
+        raise RuntimeError(
+            "no source checkout beside the installed package: pass the demo's model config "
+            "and DAGs folder (airflow-mlops demo --config <dags>/configs/demo_churn.yaml "
+            "--dags-folder <dags>)"
+        )
+    return checkout / "dags" / "configs" / "demo_churn.yaml"
 
 
 def say(text: str = "") -> None:
@@ -231,8 +246,16 @@ def _rollout(tracking: Any, config: Any) -> None:
     say(f"  rollout {result.status}: {result.message}")
 
 
-def run(rows: int) -> int:
-    """The whole demo; returns the exit status (non-zero if a step failed)."""
+def run(
+    rows: int,
+    config_path: str | os.PathLike[str] | None = None,
+    dags_folder: str | os.PathLike[str] | None = None,
+) -> int:
+    """The whole demo; returns the exit status (non-zero if a step failed).
+
+    :param config_path: the model config (default: :func:`demo_config`).
+    :param dags_folder: the folder of the four DAGs (default: the checkout's ``dags/``).
+    """
     from airflow_mlops.core.config.model import load_config
     from airflow_mlops.core.registry import versions as registry
     from airflow_mlops.core.registry.tracking import TrackingConfig
@@ -244,7 +267,7 @@ def run(rows: int) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
     say(f"airflow-mlops demo — everything lives in {home}")
-    config = load_config(DEMO_CONFIG)
+    config = load_config(demo_config(config_path))
     started = time.perf_counter()
     write_dataset(str(config.data.uri), rows=rows, seed=0)
     say(
@@ -254,7 +277,9 @@ def run(rows: int) -> int:
     with devstack.MLflowServer(home / "mlflow") as server:
         tracking = TrackingConfig(tracking_uri=server.url)
         say(f"MLflow server on {server.url} (SQLite {server.backend_uri})")
-        env = devstack.airflow_env(home, server.url)
+        env = devstack.airflow_env(
+            home, server.url, dags_folder=Path(dags_folder) if dags_folder else None
+        )
         devstack.migrate_airflow_db(env)
         _airflow(env, "dags", "reserialize")
         for dag_id in ("ml_batch_scoring", "ml_drift_monitor", "ml_rollout"):

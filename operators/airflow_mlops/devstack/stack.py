@@ -21,7 +21,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+from airflow_mlops import settings
+
+
+def checkout_root() -> Path | None:
+    """The source checkout this package runs from (an editable install), or ``None`` for an
+    installed package, which has no ``dags/``, ``plugins/`` or demo config beside it."""
+    root = Path(__file__).resolve().parents[3]
+    if (root / "dags").is_dir() and (root / "operators" / "airflow_mlops").is_dir():
+        return root
+    return None
+
+
+#: The checkout when there is one; ``None`` when the package is installed.
+REPO_ROOT = checkout_root()
 
 
 def free_port() -> int:
@@ -115,7 +128,9 @@ def _group_alive(group: int) -> bool:
 
 
 def mlops_home() -> Path:
-    return Path(os.environ.get("MLOPS_HOME", REPO_ROOT / ".mlops")).resolve()
+    """``MLOPS_HOME`` (default ``.mlops`` in the working directory), made absolute: the
+    servers started from here run in other folders."""
+    return Path(settings.mlops_home()).resolve()
 
 
 def _bin(name: str) -> str:
@@ -196,8 +211,30 @@ class MLflowServer:
         self.stop()
 
 
-def airflow_env(home: Path, mlflow_url: str) -> dict[str, str]:
-    """The environment for Airflow commands on the embedded stack (SQLite, the repo's DAGs)."""
+def airflow_env(
+    home: Path,
+    mlflow_url: str,
+    *,
+    dags_folder: Path | None = None,
+    plugins_folder: Path | None = None,
+) -> dict[str, str]:
+    """The environment for Airflow commands on the embedded stack (SQLite, the repo's DAGs).
+
+    :param dags_folder: the DAGs to load; default the checkout's ``dags/``. An installed
+        package without one leaves Airflow's own setting (``$AIRFLOW_HOME/dags``) in place.
+    :param plugins_folder: likewise for ``plugins/``.
+    """
+    checkout = checkout_root()
+    dags_folder = dags_folder or (checkout / "dags" if checkout else None)
+    plugins_folder = plugins_folder or (checkout / "plugins" if checkout else None)
+    folders = {
+        key: str(folder)
+        for key, folder in (
+            ("AIRFLOW__CORE__DAGS_FOLDER", dags_folder),
+            ("AIRFLOW__CORE__PLUGINS_FOLDER", plugins_folder),
+        )
+        if folder is not None
+    }
     # ``airflow standalone`` starts its components as ``airflow ...`` from PATH: this
     # virtualenv's scripts come first even when it is not activated.
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
@@ -209,8 +246,7 @@ def airflow_env(home: Path, mlflow_url: str) -> dict[str, str]:
         # Explicit, so a copied or moved home uses its own database, not the path that the
         # airflow.cfg written at its first start still names.
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow' / 'airflow.db'}",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        **folders,
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__API__HOST": "127.0.0.1",

@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_mlops import settings
+from airflow_mlops.exceptions import MLOpsError
+
 if TYPE_CHECKING:
     from airflow_mlops.core.config.model import ModelConfig
     from airflow_mlops.core.registry.tracking import TrackingConfig
 
 T = TypeVar("T")
-# How long a task waits for MLflow's /health before failing the try.
-MLFLOW_CHECK_SECONDS = float(os.environ.get("MLOPS_MLFLOW_CHECK_SECONDS", "10"))
 
 # An upstream task's result: the dict itself, or (when building a DAG) the upstream operator's
 # ``.output``, which Airflow resolves to the dict before ``execute()`` runs.
@@ -59,14 +60,11 @@ class MLOpsBaseOperator(BaseOperator):
         configure_object_storage(self.storage_conn_id)
 
     def model_config(self) -> ModelConfig:
-        from airflow_mlops.core.config.model import ConfigError, config_from_dict, load_config
+        from airflow_mlops.core.config.model import config_from_dict, load_config
 
-        try:
-            if isinstance(self.config, dict):
-                return config_from_dict(self.config, source=f"task {self.task_id}")
-            return load_config(self.config)
-        except ConfigError as exc:
-            raise AirflowFailException(str(exc)) from exc
+        if isinstance(self.config, dict):
+            return self.call_core(config_from_dict, self.config, source=f"task {self.task_id}")
+        return self.call_core(load_config, self.config)
 
     def tracking(self) -> TrackingConfig:
         """MLflow from the connection, checked once per task: a server that does not answer
@@ -76,7 +74,7 @@ class MLOpsBaseOperator(BaseOperator):
 
         config = MLflowHook(mlflow_conn_id=self.mlflow_conn_id).config
         if getattr(self, "_mlflow_checked", None) != config.tracking_uri:
-            config.check_reachable(timeout=MLFLOW_CHECK_SECONDS)
+            config.check_reachable(timeout=settings.mlflow_check_seconds())
             self._mlflow_checked = config.tracking_uri
         return config
 
@@ -85,21 +83,21 @@ class MLOpsBaseOperator(BaseOperator):
 
         base = self.work_dir or config.work_dir
         if not base:
-            base = os.path.join(os.environ.get("MLOPS_HOME", os.getcwd()), "work")
+            base = os.path.join(settings.mlops_home(), "work")
         return run_dir(base, context["dag"].dag_id, context["run_id"])
 
     def call_core(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a core step; errors that a retry cannot fix (bad data, a failed gate) fail the
-        task at once instead of burning its retries."""
-        from airflow_mlops.core.config.model import ConfigError
-        from airflow_mlops.core.data.io import DataError
-        from airflow_mlops.core.pipeline.steps import GateFailed
-        from airflow_mlops.core.training.pipeline import TrainingError
+        """Run a core step, mapping its errors to what a retry can do about them.
 
-        permanent = (GateFailed, ConfigError, DataError, TrainingError)
+        An :class:`~airflow_mlops.exceptions.MLOpsError` (bad data, a bad config, a failed
+        gate, a missing version: the same inputs give the same answer) fails the task at once
+        instead of burning its retries. An
+        :class:`~airflow_mlops.exceptions.MLOpsTransientError` (MLflow or storage did not
+        answer), and any error this package does not know, propagates: the retries apply.
+        """
         try:
             return func(*args, **kwargs)
-        except permanent as exc:
+        except MLOpsError as exc:
             self.log.error("%s", exc)
             raise AirflowFailException(str(exc)) from exc
 

@@ -24,20 +24,23 @@ class PrepareDataOperator(MLOpsBaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops.core.pipeline import steps
+        from airflow_mlops.core.pipeline.results import Prepared
 
         config = self.model_config()
         out_dir = self.run_folder(config, context)
-        prepared = self.call_core(steps.prepare, config, out_dir, data_uri=self.data_uri)
+        prepared = Prepared.from_dict(
+            self.call_core(steps.prepare, config, out_dir, data_uri=self.data_uri)
+        )
         self.log.info(
             "dataset %s: %s rows (sha256 %s) -> %s train / %s holdout rows in %s",
-            prepared["data_uri"],
-            prepared["rows"],
-            prepared["sha256"][:12],
-            prepared["train_rows"],
-            prepared["holdout_rows"],
+            prepared.data_uri,
+            prepared.rows,
+            prepared.sha256[:12],
+            prepared.train_rows,
+            prepared.holdout_rows,
             out_dir,
         )
-        return prepared
+        return prepared.to_dict()
 
 
 class ValidateDataOperator(MLOpsBaseOperator):
@@ -65,10 +68,16 @@ class ValidateDataOperator(MLOpsBaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops.core.pipeline import steps
+        from airflow_mlops.core.pipeline.results import Prepared, Validated
 
         config = self.model_config()
-        data_uri = self.data_uri or (self.prepared or {}).get("train_uri") or config.data.uri
+        data_uri = self.data_uri
+        if not data_uri and self.prepared:
+            data_uri = self.call_core(Prepared.from_dict, self.prepared).train_uri
+        data_uri = data_uri or config.data.uri
         report = f"{self.run_folder(config, context)}/validation.json"
-        result = self.call_core(steps.validate, config, data_uri, report_uri=report)
-        self.log.info("%s (report: %s)", result["summary"], report)
-        return {k: result[k] for k in ("success", "evaluated", "summary", "rows", "report_uri")}
+        result = Validated.from_dict(
+            self.call_core(steps.validate, config, data_uri, report_uri=report)
+        )
+        self.log.info("%s (report: %s)", result.summary, report)
+        return result.xcom()

@@ -69,17 +69,22 @@ class DriftCheckOperator(MLOpsBaseOperator):
 
         config = self.model_config()
         tracking = self.tracking()
-        try:
-            summary = self.call_core(
-                monitor,
-                tracking,
-                config,
-                ref=self.ref or "champion",
-                day=self.day or None,
-                airflow=airflow_ids(context),
-            )
-        except NothingToMonitor as exc:
-            raise AirflowSkipException(str(exc)) from exc
+
+        def check() -> dict[str, Any]:
+            # Nothing to compare with is an outcome, not a failure: skip before call_core
+            # would fail the task for it (NothingToMonitor is a permanent MLOpsError).
+            try:
+                return monitor(
+                    tracking,
+                    config,
+                    ref=self.ref or "champion",
+                    day=self.day or None,
+                    airflow=airflow_ids(context),
+                )
+            except NothingToMonitor as exc:
+                raise AirflowSkipException(str(exc)) from exc
+
+        summary = self.call_core(check)
         DriftReportLink.persist(context, report_url(tracking.ui_base, summary["run_id"]))
         MLflowRunLink.persist(context, summary.get("run_url"))
         self.log.info(

@@ -33,19 +33,14 @@ class ProfileModelOperator(MLOpsBaseOperator):
         self.model = model
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowFailException
 
         from airflow_mlops.core.profiling.profile import parse_model_ref, profile_registered
-        from airflow_mlops.core.profiling.types import ProfilingError
 
         config = self.model_config()
-        try:
-            name, version = parse_model_ref(self.model, config.name)
-            result = self.call_core(profile_registered, self.tracking(), config, name, version)
-        except ProfilingError as exc:
-            # A missing version or a model that rejects its own sample: retrying cannot help.
-            self.log.error("%s", exc)
-            raise AirflowFailException(str(exc)) from exc
+        # A missing version or a model that rejects its own sample (ProfilingError): retrying
+        # cannot help, call_core fails the task at once.
+        name, version = self.call_core(parse_model_ref, self.model, config.name)
+        result = self.call_core(profile_registered, self.tracking(), config, name, version)
         MLflowProfileReportLink.persist(context, result.get("report_url"))
         MLflowModelVersionLink.persist(context, result.get("version_url"))
         self.log.info(

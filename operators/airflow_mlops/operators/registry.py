@@ -52,9 +52,10 @@ class RegisterModelOperator(MLOpsBaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops.core.pipeline import steps
+        from airflow_mlops.core.pipeline.results import Evaluated, Registered, Trained
 
         config = self.model_config()
-        version = self.call_core(
+        registered = self.call_core(
             steps.register,
             self.tracking(),
             config,
@@ -66,27 +67,30 @@ class RegisterModelOperator(MLOpsBaseOperator):
             airflow=airflow_ids(context),
             trigger=trigger_info(context),
         )
-        MLflowModelVersionLink.persist(context, version.get("version_url"))
-        MLflowRunLink.persist(context, version.get("run_url"))
+        version = Registered.from_dict(registered)
+        MLflowModelVersionLink.persist(context, version.version_url)
+        MLflowRunLink.persist(context, version.run_url)
         self.mlops_event = {
             "kind": "model_registered",
-            "model": version["name"],
-            "version": version["version"],
-            "message": f"{version['name']} v{version['version']} registered as challenger",
+            "model": version.name,
+            "version": version.version,
+            "message": f"{version.name} v{version.version} registered as challenger",
             "details": {
-                "metrics": (self.trained or {}).get("metrics"),
-                "evaluation": (self.evaluation or {}).get("summary"),
-                "run_id": version["run_id"],
+                "metrics": Trained.from_dict(self.trained).metrics,
+                "evaluation": Evaluated.from_dict(self.evaluation).summary
+                if self.evaluation
+                else None,
+                "run_id": version.run_id,
             },
         }
         self.log.info(
             "registered %s v%s (aliases: %s) from run %s",
-            version["name"],
-            version["version"],
-            ", ".join(version["aliases"]),
-            version["run_id"],
+            version.name,
+            version.version,
+            ", ".join(version.aliases),
+            version.run_id,
         )
-        return version
+        return version.to_dict()
 
 
 class PromoteModelOperator(MLOpsBaseOperator):
@@ -134,9 +138,11 @@ class PromoteModelOperator(MLOpsBaseOperator):
         from airflow.sdk.exceptions import AirflowSkipException
 
         from airflow_mlops.core.pipeline import steps
+        from airflow_mlops.core.pipeline.results import Evaluated, Promoted, Registered
 
         config = self.model_config()
-        MLflowModelVersionLink.persist(context, self.registered.get("version_url"))
+        registered = self.call_core(Registered.from_dict, self.registered)
+        MLflowModelVersionLink.persist(context, registered.version_url)
         try:
             result = steps.promote(
                 self.tracking(),
@@ -149,23 +155,25 @@ class PromoteModelOperator(MLOpsBaseOperator):
             )
         except steps.GateFailed as exc:
             self.log.warning("%s", exc)
+            evaluation = Evaluated.from_dict(self.evaluation) if self.evaluation else None
             self.mlops_event = {
                 "kind": "promotion_rejected",
-                "model": self.registered["name"],
-                "version": self.registered["version"],
+                "model": registered.name,
+                "version": registered.version,
                 "message": str(exc),
-                "details": {"evaluation": (self.evaluation or {}).get("summary")},
+                "details": {"evaluation": evaluation.summary if evaluation else None},
             }
             raise AirflowSkipException(str(exc)) from exc
-        self.log.info("%s", result["message"])
+        promoted = Promoted.from_dict(result)
+        self.log.info("%s", promoted.message)
         self.mlops_event = {
             "kind": "model_promoted",
-            "model": result["name"],
-            "version": result["version"],
-            "message": result["message"],
+            "model": promoted.name,
+            "version": promoted.version,
+            "message": promoted.message,
             "details": {
-                "previous_version": result["previous_version"],
-                "alias": result.get("alias", "champion"),
+                "previous_version": promoted.previous_version,
+                "alias": promoted.alias or "champion",
             },
         }
-        return result
+        return promoted.to_dict()

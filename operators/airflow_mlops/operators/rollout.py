@@ -22,13 +22,9 @@ class _RolloutOperator(MLOpsBaseOperator):
     ui_color = "#eef7e8"
 
     def policy(self, config: ModelConfig) -> RolloutPolicy:
-        from airflow_mlops.core.config.model import ConfigError
         from airflow_mlops.core.rollout.policy import RolloutPolicy
 
-        try:
-            return RolloutPolicy.from_dict(config.rollout, f"{config.name}: rollout")
-        except ConfigError as exc:
-            raise AirflowFailException(str(exc)) from exc
+        return self.call_core(RolloutPolicy.from_dict, config.rollout, f"{config.name}: rollout")
 
     def target(
         self, config: ModelConfig, policy: RolloutPolicy, images: dict[str, str] | None = None
@@ -108,14 +104,13 @@ class PackageModelOperator(_RolloutOperator):
         built = self.call_core(
             packaging.build_context, tracking, config.name, found.version, folder, registry=prefix
         )
-        try:
-            result = packaging.build_image(
-                built,
-                docker_url=self.docker_url or None,
-                allow_context_only=self.allow_context_only,
-            )
-        except packaging.DockerUnavailable as exc:
-            raise AirflowFailException(str(exc)) from exc
+        # No engine (DockerUnavailable) fails at once: a retry does not start a daemon.
+        result = self.call_core(
+            packaging.build_image,
+            built,
+            docker_url=self.docker_url or None,
+            allow_context_only=self.allow_context_only,
+        )
         if prefix and "." in prefix.split("/")[0]:
             ServingImageLink.persist(context, f"https://{built.image_tag.rsplit(':', 1)[0]}")
         self.log.info("%s", result.message)
@@ -148,7 +143,6 @@ class DeployCanaryOperator(_RolloutOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops.core.rollout import runner
-        from airflow_mlops.core.rollout.targets.base import CanaryUnhealthy
 
         config = self.model_config()
         policy = self.policy(config)
@@ -157,12 +151,9 @@ class DeployCanaryOperator(_RolloutOperator):
         baseline = target.live_version() or self._champion_to_start(target, config.name, canary)
         if baseline == canary:
             raise AirflowSkipException(f"v{canary} already takes the traffic on {target.name}")
-        try:
-            out = runner.deploy_canary(
-                target, policy, self.tracking(), config.name, canary, baseline
-            )
-        except CanaryUnhealthy as exc:
-            raise AirflowFailException(str(exc)) from exc
+        out = self.call_core(
+            runner.deploy_canary, target, policy, self.tracking(), config.name, canary, baseline
+        )
         RolloutEndpointLink.persist(context, _endpoint_url(target.endpoint))
         return {**out, "target": target.name, "image": self.package.get("image")}
 
@@ -204,21 +195,18 @@ class ShiftTrafficOperator(_RolloutOperator):
         from dataclasses import asdict
 
         from airflow_mlops.core.rollout import runner
-        from airflow_mlops.core.rollout.targets.base import StepFailed
 
         config, policy, target = self.deployed(context, self.deployment)
-        try:
-            step = runner.shift_step(
-                target,
-                policy,
-                self.tracking(),
-                config.name,
-                str(self.deployment["canary"]),
-                self.deployment.get("baseline"),
-                int(self.percent),
-            )
-        except StepFailed as exc:
-            raise AirflowFailException(str(exc)) from exc
+        step = self.call_core(
+            runner.shift_step,
+            target,
+            policy,
+            self.tracking(),
+            config.name,
+            str(self.deployment["canary"]),
+            self.deployment.get("baseline"),
+            int(self.percent),
+        )
         self.log.info("%s%%: %s", self.percent, step.message)
         return asdict(step)
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
-
 from airflow_mlops.links.mlflow import MLflowModelVersionLink
 from airflow_mlops.operators.base import MLOpsBaseOperator
 
@@ -38,7 +36,6 @@ class ResolveModelOperator(MLOpsBaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops.core.model.reference import (
-            ModelRefError,
             parse_reference,
             resolve_version,
         )
@@ -47,12 +44,9 @@ class ResolveModelOperator(MLOpsBaseOperator):
         config = self.model_config()
         spec = self.call_core(ScoringSpec.from_dict, config.scoring, f"task {self.task_id}")
         reference = self.model or spec.model
-        try:
-            kind = parse_reference(reference, config.name)[0]
-            tracking = self.tracking() if kind == "registry" else None
-            pinned = resolve_version(reference, tracking, name=config.name)
-        except ModelRefError as exc:
-            raise AirflowFailException(str(exc)) from exc
+        kind = self.call_core(parse_reference, reference, config.name)[0]
+        tracking = self.tracking() if kind == "registry" else None
+        pinned = self.call_core(resolve_version, reference, tracking, name=config.name)
         if tracking is not None:
             MLflowModelVersionLink.persist(
                 context, tracking.model_version_url(pinned.name, pinned.version)
@@ -119,57 +113,47 @@ class BatchScoreOperator(MLOpsBaseOperator):
         self.key_columns = key_columns
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_mlops.core.model.reference import ModelRefError, parse_reference, resolve_model
+        from airflow_mlops.core.model.reference import parse_reference, resolve_model
         from airflow_mlops.core.scoring.partition import score_partition
         from airflow_mlops.core.scoring.spec import ScoringSpec
-        from airflow_mlops.core.scoring.types import ScoringError, partition_target
+        from airflow_mlops.core.scoring.types import partition_target
 
         config = self.model_config()
         spec = self.call_core(ScoringSpec.from_dict, config.scoring, f"task {self.task_id}")
         model_ref = self.model or spec.model
-        try:
-            partition, date, output_uri = partition_target(
-                self.input_uri, self.output_uri, self.partition
-            )
-        except ScoringError as exc:
-            raise AirflowFailException(str(exc)) from exc
-        try:
-            registry = isinstance(model_ref, dict) and not str(model_ref["version"]).startswith(
-                "local-"
-            )
-            if isinstance(model_ref, str):
-                registry = parse_reference(model_ref, config.name)[0] == "registry"
-            tracking = self.tracking() if registry else None
-            model = resolve_model(model_ref, tracking, name=config.name)
-        except ModelRefError as exc:
-            raise AirflowFailException(str(exc)) from exc
+        partition, date, output_uri = self.call_core(
+            partition_target, self.input_uri, self.output_uri, self.partition
+        )
+        registry = isinstance(model_ref, dict) and not str(model_ref["version"]).startswith(
+            "local-"
+        )
+        if isinstance(model_ref, str):
+            registry = self.call_core(parse_reference, model_ref, config.name)[0] == "registry"
+        tracking = self.tracking() if registry else None
+        model = self.call_core(resolve_model, model_ref, tracking, name=config.name)
         if tracking is not None:
             MLflowModelVersionLink.persist(
                 context, tracking.model_version_url(model.name, model.version)
             )
         keys = self.key_columns or spec.key_columns or config.data.key_columns
-        try:
-            result = self.call_core(
-                score_partition,
-                self.input_uri,
-                output_uri,
-                model,
-                key_columns=tuple(keys),
-                rejects_uri=self.rejects_uri,
-                batch_rows=spec.batch_rows,
-                threads=spec.threads,
-                monitoring_dir=spec.monitoring_root() if spec.sample_rows else None,
-                sample_rows=spec.sample_rows,
-                sample_date=self.sample_date or date,
-                seed=config.data.seed,
-                partition=partition,
-                progress_seconds=spec.progress_seconds,
-                format=spec.format,
-            )
-        except ScoringError as exc:
-            # Bad input does not get better on retry: fail this partition now.
-            self.log.error("%s", exc)
-            raise AirflowFailException(str(exc)) from exc
+        # Bad input (ScoringError) does not get better on retry: call_core fails it now.
+        result = self.call_core(
+            score_partition,
+            self.input_uri,
+            output_uri,
+            model,
+            key_columns=tuple(keys),
+            rejects_uri=self.rejects_uri,
+            batch_rows=spec.batch_rows,
+            threads=spec.threads,
+            monitoring_dir=spec.monitoring_root() if spec.sample_rows else None,
+            sample_rows=spec.sample_rows,
+            sample_date=self.sample_date or date,
+            seed=config.data.seed,
+            partition=partition,
+            progress_seconds=spec.progress_seconds,
+            format=spec.format,
+        )
         return result.to_dict()
 
 
@@ -219,7 +203,6 @@ class PlanScoringPodsOperator(MLOpsBaseOperator):
         from airflow_mlops.core.registry import versions as registry
         from airflow_mlops.core.scoring.pod import plan_pods
         from airflow_mlops.core.scoring.spec import ScoringSpec
-        from airflow_mlops.core.scoring.types import ScoringError
 
         config = self.model_config()
         spec = self.call_core(ScoringSpec.from_dict, config.scoring, f"task {self.task_id}")
@@ -233,18 +216,16 @@ class PlanScoringPodsOperator(MLOpsBaseOperator):
                 context, tracking.model_version_url(model["name"], str(model["version"]))
             )
         keys = self.key_columns or spec.key_columns or config.data.key_columns
-        try:
-            plan = plan_pods(
-                list(self.partitions or []),
-                model,
-                spec,
-                output_template=self.output_uri,
-                key_columns=tuple(keys),
-                seed=config.data.seed,
-                tags=tags,
-            )
-        except ScoringError as exc:
-            raise AirflowFailException(str(exc)) from exc
+        plan = self.call_core(
+            plan_pods,
+            list(self.partitions or []),
+            model,
+            spec,
+            output_template=self.output_uri,
+            key_columns=tuple(keys),
+            seed=config.data.seed,
+            tags=tags,
+        )
         if plan:
             first = plan[0]
             self.log.info(

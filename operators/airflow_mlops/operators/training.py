@@ -22,16 +22,15 @@ class TrainModelOperator(MLOpsBaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops.core.pipeline import steps
+        from airflow_mlops.core.pipeline.results import Trained
 
         config = self.model_config()
-        trained = self.call_core(
-            steps.train, config, self.prepared, self.run_folder(config, context)
+        trained = Trained.from_dict(
+            self.call_core(steps.train, config, self.prepared, self.run_folder(config, context))
         )
-        metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(trained["metrics"].items()))
-        self.log.info(
-            "trained %s in %.1fs: %s", trained["estimator"], trained["fit_seconds"], metrics
-        )
-        return trained
+        metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(trained.metrics.items()))
+        self.log.info("trained %s in %.1fs: %s", trained.estimator, trained.fit_seconds, metrics)
+        return trained.to_dict()
 
 
 class EvaluateModelOperator(MLOpsBaseOperator):
@@ -53,15 +52,16 @@ class EvaluateModelOperator(MLOpsBaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops.core.pipeline import steps
+        from airflow_mlops.core.pipeline.results import Evaluated
 
         config = self.model_config()
-        result = self.call_core(
-            steps.evaluate, self.tracking(), config, self.prepared, self.trained
+        result = Evaluated.from_dict(
+            self.call_core(steps.evaluate, self.tracking(), config, self.prepared, self.trained)
         )
-        self.log.info("evaluation (%s): %s", result["champion_basis"], result["summary"])
-        for gate in result["gates"]:
+        self.log.info("evaluation (%s): %s", result.champion_basis, result.summary)
+        for gate in result.gates:
             self.log.info("  %s %s", "PASS" if gate["passed"] else "FAIL", gate["message"])
-        return result
+        return result.to_dict()
 
 
 class ConvertToOnnxOperator(MLOpsBaseOperator):
@@ -83,20 +83,17 @@ class ConvertToOnnxOperator(MLOpsBaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops.core.pipeline import steps
-        from airflow_mlops.core.training.convert import ConversionError
+        from airflow_mlops.core.pipeline.results import ConversionResult
 
         config = self.model_config()
         out_dir = self.run_folder(config, context)
-        try:
-            result = self.call_core(steps.convert, config, self.prepared, self.trained, out_dir)
-        except ConversionError as exc:
-            from airflow.sdk.exceptions import AirflowFailException
-
-            raise AirflowFailException(str(exc)) from exc
+        result = ConversionResult.from_dict(
+            self.call_core(steps.convert, config, self.prepared, self.trained, out_dir)
+        )
         self.log.info(
             "%s; ONNX file %s (%d bytes)",
-            result["parity"]["message"],
-            result["onnx_uri"],
-            result["size_bytes"],
+            result.parity["message"],
+            result.onnx_uri,
+            result.size_bytes,
         )
-        return result
+        return result.to_dict()

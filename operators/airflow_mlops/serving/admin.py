@@ -22,7 +22,7 @@ import hmac
 import logging
 from typing import Any
 
-from airflow_mlops.core.config.model import ConfigError
+from airflow_mlops.core.config.parse import ConfigError
 from airflow_mlops.serving import protocol
 from airflow_mlops.serving.config import AdminSpec, normalise_routes, parse_shadow
 from airflow_mlops.serving.http import Receive, Scope, read_body

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from airflow_mlops.core.config.model import ConfigError, check_keys
+from airflow_mlops import settings
+from airflow_mlops.core.config.parse import ConfigError, check_keys
 
 __all__ = [
     "AdminSpec",
@@ -29,7 +30,7 @@ __all__ = [
 
 
 def _monitoring_dir() -> str:
-    return str(Path(os.environ.get("MLOPS_HOME", ".mlops")) / "monitoring")
+    return str(Path(settings.mlops_home()) / "monitoring")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_mlops.core.config.model import ConfigError
+from airflow_mlops.core.config.parse import ConfigError
 from airflow_mlops.serving.config import ServingConfig, load_serving_config
 
 __all__ = ["build_config", "parser", "serve"]

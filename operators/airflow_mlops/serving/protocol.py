@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from airflow_mlops.exceptions import MLOpsError
 from airflow_mlops.serving.models import ModelMeta
 
 _orjson: Any
@@ -60,7 +61,7 @@ _V2_NUMERIC = frozenset(
 )
 
 
-class ProtocolError(Exception):
+class ProtocolError(MLOpsError):
     """A request the server refuses; ``status`` is the HTTP code, the message names the field."""
 
     def __init__(

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from airflow_mlops.core.registry.tracking import TrackingConfig
+from airflow_mlops.exceptions import MLOpsTransientError
 
 PREFIX = "mlops."
 # Shown first, in this order, when present; every other mlops.metric.* tag follows.
@@ -23,7 +24,7 @@ PARITY_KEYS = ("max_abs_diff", "label_disagreements", "rows")
 DEFAULT_MAX_VERSIONS = 10
 
 
-class UIError(RuntimeError):
+class UIError(MLOpsTransientError, RuntimeError):
     """MLflow could not be read; the message names the server and what failed."""
 
 

@@ -13,7 +13,7 @@ import pytest
 from airflow_mlops.devstack import stack as devstack
 
 
-def test_a_taken_port_is_refused_naming_it_and_the_flag() -> None:
+def test_a_taken_port_is_refused_naming_it_and_the_flag(tmp_path) -> None:
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
@@ -21,7 +21,7 @@ def test_a_taken_port_is_refused_naming_it_and_the_flag() -> None:
         with pytest.raises(
             RuntimeError, match=rf"127.0.0.1:{port} is already in use.*--mlflow-port"
         ):
-            devstack.MLflowServer(root=devstack.REPO_ROOT / "unused", port=port).start()
+            devstack.MLflowServer(root=tmp_path / "unused", port=port).start()
     devstack.ensure_port_free(port, "mlflow server", "--mlflow-port")  # free again: no error
 
 
@@ -116,3 +116,36 @@ def test_stopping_a_group_stops_every_process_it_started() -> None:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 9)
+
+
+def test_the_checkout_gives_the_dags_plugins_and_demo_config() -> None:
+    from airflow_mlops.devstack.demo import demo_config
+
+    root = devstack.checkout_root()
+    assert root is not None and (root / "setup.cfg").is_file()
+    env = devstack.airflow_env(root / ".mlops", "http://127.0.0.1:5000")
+    assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(root / "dags")
+    assert env["AIRFLOW__CORE__PLUGINS_FOLDER"] == str(root / "plugins")
+    assert demo_config() == root / "dags" / "configs" / "demo_churn.yaml"
+
+
+def test_an_installed_package_takes_explicit_folders_or_airflows_own(monkeypatch, tmp_path) -> None:
+    from airflow_mlops.devstack import demo
+
+    monkeypatch.setattr(devstack, "checkout_root", lambda: None)
+    monkeypatch.delenv("AIRFLOW__CORE__DAGS_FOLDER", raising=False)
+    monkeypatch.delenv("AIRFLOW__CORE__PLUGINS_FOLDER", raising=False)
+    env = devstack.airflow_env(tmp_path, "http://127.0.0.1:5000")
+    assert "AIRFLOW__CORE__DAGS_FOLDER" not in env  # Airflow's $AIRFLOW_HOME/dags applies
+    assert "AIRFLOW__CORE__PLUGINS_FOLDER" not in env
+    env = devstack.airflow_env(tmp_path, "http://x", dags_folder=tmp_path / "dags")
+    assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(tmp_path / "dags")
+    with pytest.raises(RuntimeError, match="--config"):
+        demo.demo_config()
+    assert demo.demo_config(tmp_path / "m.yaml") == tmp_path / "m.yaml"
+
+
+def test_mlops_home_is_absolute(monkeypatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLOPS_HOME", raising=False)
+    assert devstack.mlops_home() == tmp_path.resolve() / ".mlops"

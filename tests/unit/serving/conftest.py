@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airflow_mlops.core.config.model import DataSpec, ModelConfig, TrainingSpec
+from airflow_mlops.core.config.data import DataSpec
+from airflow_mlops.core.config.model import ModelConfig
+from airflow_mlops.core.config.training import TrainingSpec
 from airflow_mlops.core.training.convert import convert_to_onnx
 from airflow_mlops.core.training.pipeline import build_pipeline
 from airflow_mlops.serving.models import write_model_folder

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from airflow_mlops.core.config.model import ConfigError
+from airflow_mlops.core.config.parse import ConfigError
 from airflow_mlops.serving.config import ServingConfig, load_serving_config
 from airflow_mlops.serving.main import build_config, parser
 

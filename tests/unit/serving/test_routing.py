@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from airflow_mlops.core.config.model import ConfigError
+from airflow_mlops.core.config.parse import ConfigError
 from airflow_mlops.serving.config import ShadowSpec, normalise_routes
 from airflow_mlops.serving.routing import RoutingTable
 

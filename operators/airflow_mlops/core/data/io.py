@@ -23,10 +23,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
+from airflow_mlops.exceptions import MLOpsError
+
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
-    from airflow_mlops.core.config.model import DataSpec
+    from airflow_mlops.core.config.data import DataSpec
 
 _FORMATS = ("auto", "parquet", "csv")
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zst")
@@ -34,7 +36,7 @@ _CHUNK = 1 << 20
 _ROW_GROUP_ROWS = 131_072
 
 
-class DataError(ValueError):
+class DataError(MLOpsError, ValueError):
     """Data that cannot be used; the message names the file, the column or the figure."""
 
 

@@ -38,7 +38,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.core.config.model import ColumnSpec, ValidationSpec
+from airflow_mlops.core.config.validation import ColumnSpec, ValidationSpec
 
 if TYPE_CHECKING:
     import pandas as pd

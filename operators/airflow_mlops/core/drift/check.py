@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from airflow_mlops.core.config.model import ConfigError
+from airflow_mlops.core.config.parse import ConfigError
 from airflow_mlops.core.drift.columns import ColumnDrift, ColumnRule, column_drift, sample_rows
 from airflow_mlops.core.drift.types import DriftPolicy, DriftResult
 

@@ -29,11 +29,14 @@ from typing import Any
 
 import pandas as pd
 
-from airflow_mlops.core.config.model import ConfigError, ModelConfig, expand
+from airflow_mlops import settings
+from airflow_mlops.core.config.model import ModelConfig
+from airflow_mlops.core.config.parse import ConfigError, expand
 from airflow_mlops.core.drift.check import check_drift
 from airflow_mlops.core.drift.report import preload_evidently
 from airflow_mlops.core.drift.types import DriftPolicy, DriftResult
 from airflow_mlops.core.registry.tracking import TrackingConfig
+from airflow_mlops.exceptions import MLOpsError
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,7 @@ _HISTORY = 30
 _LOCATION_KEYS = ("current_uri", "monitoring_dir", "sources", "window", "schedule")
 
 
-class NothingToMonitor(LookupError):
+class NothingToMonitor(MLOpsError, LookupError):
     """No champion (or no reference sample) to compare with; the message says which."""
 
 
@@ -79,7 +82,7 @@ class MonitoringSpec:
 
     @property
     def root(self) -> str:
-        default = os.path.join(os.environ.get("MLOPS_HOME", ".mlops"), "monitoring")
+        default = os.path.join(settings.mlops_home(), "monitoring")
         return expand(self.monitoring_dir) if self.monitoring_dir else default
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from airflow_mlops.core.config.model import ConfigError, check_keys
+from airflow_mlops.core.config.parse import ConfigError, check_keys
 from airflow_mlops.core.drift import stats as drift_stats
 from airflow_mlops.core.drift.columns import ColumnDrift, ColumnRule
 

@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airflow_mlops.exceptions import MLOpsError
+
 __all__ = [
     "INPUT_TYPES",
     "META_FILE",
@@ -36,7 +38,7 @@ META_FILE = "model.json"
 INPUT_TYPES = ("double", "float", "long", "integer", "boolean", "string")
 
 
-class ModelFolderError(RuntimeError):
+class ModelFolderError(MLOpsError, RuntimeError):
     """A model folder or metadata that cannot be used; the message names the file and why."""
 
 

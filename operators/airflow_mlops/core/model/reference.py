@@ -28,7 +28,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from airflow_mlops import settings
 from airflow_mlops.core.registry.tracking import TrackingConfig
+from airflow_mlops.exceptions import MLOpsError
 
 __all__ = [
     "MODELS_SCHEME",
@@ -47,7 +49,7 @@ _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<al
 _LABEL_ATTRS = ("classlabels_int64s", "classlabels_ints", "classlabels_strings")
 
 
-class ModelRefError(ValueError):
+class ModelRefError(MLOpsError, ValueError):
     """A model reference that cannot be resolved; the message names the model and the alias."""
 
 
@@ -248,8 +250,7 @@ def onnx_signature(onnx_path: str) -> tuple[tuple[str, ...], tuple[str, ...], tu
 
 
 def _cache_root() -> Path:
-    home = os.environ.get("MLOPS_HOME", ".mlops")
-    return Path(home) / "cache" / "models"
+    return Path(settings.mlops_home()) / "cache" / "models"
 
 
 def _download(tracking: TrackingConfig, name: str, version: str) -> Path:

@@ -30,6 +30,7 @@ from typing import Any
 
 from airflow_mlops.core.model.folder import write_model_folder
 from airflow_mlops.core.registry.tracking import TrackingConfig
+from airflow_mlops.exceptions import MLOpsError
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ _FORBIDDEN_MODULES = frozenset(
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
-class PackagingError(RuntimeError):
+class PackagingError(MLOpsError, RuntimeError):
     """A build context or image that cannot be made; the message names the model and version."""
 
 

@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_mlops.core.config.model import ConfigError, check_keys
+from airflow_mlops.core.config.parse import ConfigError, check_keys
 
 ON_TIMEOUT = ("reject", "approve", "fail")
 TAG = "mlops.approval."

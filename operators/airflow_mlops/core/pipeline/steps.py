@@ -2,7 +2,8 @@
 
 These compose the core modules (data, validation, training, evaluation, onnx, registry) and
 pass files between steps through a run folder: only references (URIs, versions, figures) go
-back to the caller, which is what an Airflow task may push to XCom.
+back to the caller, which is what an Airflow task may push to XCom. Each step returns its
+result's ``to_dict()`` and reads upstream results through ``from_dict()`` (see ``results``).
 """
 
 from __future__ import annotations
@@ -11,16 +12,27 @@ import json
 import logging
 import re
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from airflow_mlops.core.config.model import ModelConfig
+from airflow_mlops.core.pipeline.results import (
+    ConversionResult,
+    Evaluated,
+    Prepared,
+    Promoted,
+    Registered,
+    StepResult,
+    Trained,
+    Validated,
+)
 from airflow_mlops.core.registry.tracking import TrackingConfig
+from airflow_mlops.exceptions import MLOpsError
 
 log = logging.getLogger(__name__)
 
 
-class GateFailed(RuntimeError):
+class GateFailed(MLOpsError, RuntimeError):
     """A lifecycle gate refused to go on; the message names the gate, the figure, the threshold."""
 
 
@@ -66,7 +78,7 @@ def prepare(config: ModelConfig, out_dir: str, data_uri: str | None = None) -> d
     from airflow_mlops.core.data.io import prepare_dataset
 
     spec = replace(config.data, uri=data_uri) if data_uri else config.data
-    return prepare_dataset(spec, out_dir).to_dict()
+    return Prepared.from_dict(prepare_dataset(spec, out_dir).to_dict()).to_dict()
 
 
 def validate(config: ModelConfig, data_uri: str, report_uri: str | None = None) -> dict[str, Any]:
@@ -82,24 +94,24 @@ def validate(config: ModelConfig, data_uri: str, report_uri: str | None = None) 
     result = validate_frame(
         frame, config.validation, data_uri=data_uri, target=config.data.target, features=features
     )
-    out = result.to_dict()
-    if report_uri:
-        out["report_uri"] = write_report(result, report_uri)
+    written = write_report(result, report_uri) if report_uri else None
+    out = Validated.from_dict({**result.to_dict(), "report_uri": written})
     if not result.success:
-        report = f"; report: {out['report_uri']}" if report_uri else ""
+        report = f"; report: {out.report_uri}" if out.report_uri else ""
         raise GateFailed(f"{result.summary}{report}")
-    return out
+    return out.to_dict()
 
 
-def train(config: ModelConfig, prepared: dict[str, Any], out_dir: str) -> dict[str, Any]:
+def train(config: ModelConfig, prepared: Mapping[str, Any], out_dir: str) -> dict[str, Any]:
     """Fit the configured pipeline on the train split; metrics are measured on the holdout."""
     from airflow_mlops.core.data.io import load_frame
     from airflow_mlops.core.training.pipeline import train_model
 
-    train_frame = load_frame(prepared["train_uri"], format="parquet")
-    holdout_frame = load_frame(prepared["holdout_uri"], format="parquet")
+    split = Prepared.from_dict(prepared)
+    train_frame = load_frame(split.train_uri, format="parquet")
+    holdout_frame = load_frame(split.holdout_uri, format="parquet")
     result = train_model(config, train_frame, holdout_frame, f"{out_dir}/model.joblib")
-    return result.to_dict()
+    return Trained.from_dict(result.to_dict()).to_dict()
 
 
 def champion_metrics(
@@ -140,34 +152,24 @@ def champion_metrics(
 
 
 def evaluate(
-    tracking: TrackingConfig, config: ModelConfig, prepared: dict[str, Any], trained: dict[str, Any]
+    tracking: TrackingConfig,
+    config: ModelConfig,
+    prepared: Mapping[str, Any],
+    trained: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Compare the challenger with the current champion by the config's criteria."""
     from airflow_mlops.core.training.evaluation import evaluate as run_gates
 
-    version, metrics, how = champion_metrics(tracking, config, prepared["holdout_uri"])
-    result = run_gates(trained["metrics"], metrics, config.evaluation, champion_version=version)
-    out = result.to_dict()
-    out["champion_metrics"] = metrics
-    out["champion_basis"] = how
-    return out
-
-
-@dataclass(frozen=True)
-class ConversionResult:
-    """The converted model and its parity figures."""
-
-    onnx_uri: str
-    size_bytes: int
-    convert_seconds: float
-    parity: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    holdout_uri = Prepared.from_dict(prepared).holdout_uri
+    version, metrics, how = champion_metrics(tracking, config, holdout_uri)
+    challenger = Trained.from_dict(trained).metrics
+    result = run_gates(challenger, metrics, config.evaluation, champion_version=version)
+    out = {**result.to_dict(), "champion_metrics": metrics, "champion_basis": how}
+    return Evaluated.from_dict(out).to_dict()
 
 
 def convert(
-    config: ModelConfig, prepared: dict[str, Any], trained: dict[str, Any], out_dir: str
+    config: ModelConfig, prepared: Mapping[str, Any], trained: Mapping[str, Any], out_dir: str
 ) -> dict[str, Any]:
     """Convert to ONNX, check parity on the holdout; :class:`GateFailed` past tolerance."""
 
@@ -176,11 +178,11 @@ def convert(
     from airflow_mlops.core.training.parity import check_parity
     from airflow_mlops.core.training.pipeline import load_pipeline
 
-    pipeline = load_pipeline(trained["model_uri"])
+    pipeline = load_pipeline(Trained.from_dict(trained).model_uri)
     started = time.perf_counter()
     onnx_bytes = convert_to_onnx(pipeline, config)
     seconds = time.perf_counter() - started
-    holdout = load_frame(prepared["holdout_uri"], format="parquet")
+    holdout = load_frame(Prepared.from_dict(prepared).holdout_uri, format="parquet")
     parity = check_parity(pipeline, onnx_bytes, holdout, config)
     if not parity.passed:
         raise GateFailed(f"ONNX parity gate failed: {parity.message}")
@@ -228,11 +230,11 @@ def reference_sample(
 def lineage_tags(
     config: ModelConfig,
     *,
-    prepared: dict[str, Any],
-    validation: dict[str, Any] | None,
-    trained: dict[str, Any],
-    evaluation: dict[str, Any] | None,
-    converted: dict[str, Any],
+    prepared: Mapping[str, Any],
+    validation: Mapping[str, Any] | None,
+    trained: Mapping[str, Any],
+    evaluation: Mapping[str, Any] | None,
+    converted: Mapping[str, Any],
     airflow: dict[str, Any],
     trigger: dict[str, Any] | None = None,
     code_dir: str | None = None,
@@ -241,30 +243,30 @@ def lineage_tags(
     from airflow_mlops import __version__
     from airflow_mlops.core.registry.versions import TAG_PREFIX, flatten_tags, git_commit, tag_value
 
+    data = Prepared.from_dict(prepared)
+    model = Trained.from_dict(trained)
+    onnx = ConversionResult.from_dict(converted)
     tags: dict[str, str] = {}
     tags |= flatten_tags("airflow", airflow)
     tags |= flatten_tags("code", {"git_commit": git_commit(code_dir), "package": __version__})
     tags |= flatten_tags(
         "data",
         {
-            "uri": prepared.get("data_uri"),
-            "sha256": prepared.get("sha256"),
-            "rows": prepared.get("rows"),
-            "train_rows": prepared.get("train_rows"),
-            "holdout_rows": prepared.get("holdout_rows"),
+            "uri": data.data_uri,
+            "sha256": data.sha256,
+            "rows": data.rows,
+            "train_rows": data.train_rows,
+            "holdout_rows": data.holdout_rows,
         },
     )
     if validation is not None:
-        tags |= flatten_tags(
-            "validation",
-            {"success": validation.get("success"), "summary": validation.get("summary")},
-        )
-    tags |= flatten_tags("metric", {k: round(float(v), 6) for k, v in trained["metrics"].items()})
+        checked = Validated.from_dict(validation)
+        tags |= flatten_tags("validation", {"success": checked.success, "summary": checked.summary})
+    tags |= flatten_tags("metric", {k: round(float(v), 6) for k, v in model.metrics.items()})
     tags |= flatten_tags(
-        "training",
-        {"estimator": trained.get("estimator"), "fit_seconds": trained.get("fit_seconds")},
+        "training", {"estimator": model.estimator or None, "fit_seconds": model.fit_seconds}
     )
-    parity = converted["parity"]
+    parity = onnx.parity
     tags |= flatten_tags(
         "parity",
         {
@@ -273,17 +275,18 @@ def lineage_tags(
             "rows": parity.get("rows"),
         },
     )
-    tags[f"{TAG_PREFIX}onnx.size_bytes"] = str(converted["size_bytes"])
-    tags[f"{TAG_PREFIX}classes"] = tag_value(list(trained["classes"]))
+    tags[f"{TAG_PREFIX}onnx.size_bytes"] = str(onnx.size_bytes)
+    tags[f"{TAG_PREFIX}classes"] = tag_value(list(model.classes))
     if evaluation is not None:
+        verdict = Evaluated.from_dict(evaluation)
         tags |= flatten_tags(
             "evaluation",
             {
-                "passed": evaluation.get("passed"),
-                "summary": evaluation.get("summary"),
-                "champion_version": evaluation.get("champion_version"),
-                "champion_basis": evaluation.get("champion_basis"),
-                "gates": "; ".join(g["message"] for g in evaluation.get("gates", [])),
+                "passed": verdict.passed,
+                "summary": verdict.summary or None,
+                "champion_version": verdict.champion_version,
+                "champion_basis": verdict.champion_basis or None,
+                "gates": "; ".join(g["message"] for g in verdict.gates),
             },
         )
     tags |= flatten_tags("trigger", trigger or {"type": "manual"})
@@ -294,11 +297,11 @@ def register(
     tracking: TrackingConfig,
     config: ModelConfig,
     *,
-    prepared: dict[str, Any],
-    validation: dict[str, Any] | None,
-    trained: dict[str, Any],
-    evaluation: dict[str, Any] | None,
-    converted: dict[str, Any],
+    prepared: Mapping[str, Any],
+    validation: Mapping[str, Any] | None,
+    trained: Mapping[str, Any],
+    evaluation: Mapping[str, Any] | None,
+    converted: Mapping[str, Any],
     airflow: dict[str, Any],
     trigger: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -317,7 +320,10 @@ def register(
         airflow=airflow,
         trigger=trigger,
     )
-    holdout = load_frame(prepared["holdout_uri"], format="parquet")
+    data = Prepared.from_dict(prepared)
+    model = Trained.from_dict(trained)
+    onnx = ConversionResult.from_dict(converted)
+    holdout = load_frame(data.holdout_uri, format="parquet")
     example = holdout[list(config.data.features)].head(5)
     import os
     import tempfile
@@ -326,15 +332,16 @@ def register(
     for name, payload in (
         ("validation.json", validation),
         ("evaluation.json", evaluation),
-        ("parity.json", converted["parity"]),
+        ("parity.json", onnx.parity),
         ("data.json", prepared),
     ):
         if payload is not None:
-            _write_json(os.path.join(reports, name), payload)
-    pipeline = load_pipeline(trained["model_uri"])
+            plain = payload.to_dict() if isinstance(payload, StepResult) else dict(payload)
+            _write_json(os.path.join(reports, name), plain)
+    pipeline = load_pipeline(model.model_uri)
     reference = os.path.join(tempfile.mkdtemp(prefix="mlops-reference-"), "reference.parquet")
     tags["mlops.reference.rows"] = str(
-        reference_sample(config, pipeline, prepared["train_uri"], reference)
+        reference_sample(config, pipeline, data.train_uri, reference)
     )
     importance = _importance(config, pipeline, holdout)
     if importance is not None:
@@ -344,11 +351,11 @@ def register(
         config,
         pipeline=pipeline,
         reference_path=reference,
-        onnx_path=_local_copy(converted["onnx_uri"]),
+        onnx_path=_local_copy(onnx.onnx_uri),
         input_example=example,
-        classes=list(trained["classes"]),
-        metrics=trained["metrics"],
-        params={"estimator": trained.get("estimator"), **(trained.get("params") or {})},
+        classes=list(model.classes),
+        metrics=model.metrics,
+        params={"estimator": model.estimator or None, **(model.params or {})},
         tags=tags,
         reports_dir=reports,
         run_name=f"{config.name}-{airflow.get('run_id', 'manual')}"[:250],
@@ -358,7 +365,7 @@ def register(
             _log_importance(tracking, version.run_id, importance)
         except Exception as exc:  # the version is registered; a missing chart is not fatal
             log.warning("importance artifacts not logged to run %s: %s", version.run_id, exc)
-    return version.to_dict()
+    return Registered.from_dict(version.to_dict()).to_dict()
 
 
 def _importance(config: ModelConfig, pipeline: Any, holdout: Any) -> Any:
@@ -397,11 +404,11 @@ def _log_importance(tracking: TrackingConfig, run_id: str, importance: Any) -> N
 def promote(
     tracking: TrackingConfig,
     config: ModelConfig,
-    registered: dict[str, Any],
-    evaluation: dict[str, Any] | None,
+    registered: Mapping[str, Any],
+    evaluation: Mapping[str, Any] | None,
     require_gates: bool = True,
     via_rollout: bool = False,
-    profile: dict[str, Any] | None = None,
+    profile: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Promote the registered version if every gate passed.
 
@@ -415,9 +422,11 @@ def promote(
     from airflow_mlops.core.registry import versions as registry
     from airflow_mlops.core.rollout import records
 
-    name, version = registered["name"], registered["version"]
-    if require_gates and evaluation is not None and not evaluation.get("passed"):
-        reason = evaluation.get("summary", "evaluation failed")
+    found = Registered.from_dict(registered)
+    name, version = found.name, found.version
+    verdict = Evaluated.from_dict(evaluation) if evaluation is not None else None
+    if require_gates and verdict is not None and not verdict.passed:
+        reason = verdict.summary or "evaluation failed"
         registry.set_version_tags(
             tracking, name, version, {"mlops.promotion": f"rejected: {reason}"}
         )
@@ -436,17 +445,17 @@ def promote(
             f"v{champion.version} until the rollout's last step"
         )
         registry.set_version_tags(tracking, name, version, {"mlops.promotion": message})
-        return {
-            "name": name,
-            "version": str(version),
-            "alias": registry.CANDIDATE,
-            "previous_version": champion.version,
-            "message": message,
-        }
+        return Promoted(
+            name=name,
+            version=str(version),
+            alias=registry.CANDIDATE,
+            previous_version=champion.version,
+            message=message,
+        ).to_dict()
     # The live-version guard: champion never moves away from a version taking traffic.
     result = records.move_alias(tracking, name, registry.CHAMPION, version)
     registry.set_version_tags(tracking, name, version, {"mlops.promotion": result.message})
-    return result.to_dict()
+    return Promoted.from_dict(result.to_dict()).to_dict()
 
 
 def train_and_register(

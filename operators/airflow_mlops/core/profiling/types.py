@@ -10,7 +10,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from airflow_mlops.core.config.model import ConfigError, check_keys
+from airflow_mlops.core.config.parse import ConfigError, check_keys
+from airflow_mlops.exceptions import MLOpsError
 
 __all__ = [
     "TAG",
@@ -44,7 +45,7 @@ TAG_KEYS = (
 )
 
 
-class ProfilingError(RuntimeError):
+class ProfilingError(MLOpsError, RuntimeError):
     """A profile that cannot be taken; the message names the model and the step."""
 
 

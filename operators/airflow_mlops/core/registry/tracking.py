@@ -9,11 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from airflow_mlops import settings
+from airflow_mlops.exceptions import MLOpsTransientError
+
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 
-class MLflowUnreachable(ConnectionError):
+class MLflowUnreachable(MLOpsTransientError, ConnectionError):
     """The tracking server did not answer; the message names it and the time waited."""
 
 
@@ -91,8 +94,7 @@ class TrackingConfig:
         if uri.startswith("sqlite:///"):
             path = uri.removeprefix("sqlite:///")
             return Path(path).resolve().parent.joinpath("mlruns").as_uri()
-        home = os.environ.get("MLOPS_HOME", ".mlops")
-        return Path(home).resolve().joinpath("mlruns").as_uri()
+        return Path(settings.mlops_home()).resolve().joinpath("mlruns").as_uri()
 
     def experiment_id(self, name: str) -> str:
         """The id of experiment ``name``, created if missing (with :meth:`artifact_root`)."""

@@ -16,8 +16,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airflow_mlops import settings
 from airflow_mlops.core.config.model import ModelConfig
 from airflow_mlops.core.registry.tracking import TrackingConfig
+from airflow_mlops.exceptions import MLOpsError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,7 @@ _MODEL_CODE = Path(__file__).parents[1] / "model"
 _PYFUNC_CODE = _MODEL_CODE / "pyfunc.py"
 
 
-class RegistryError(RuntimeError):
+class RegistryError(MLOpsError, RuntimeError):
     """A registry operation that cannot be done; the message names the model and version."""
 
 
@@ -95,8 +97,8 @@ def flatten_tags(prefix: str, values: dict[str, Any]) -> dict[str, str]:
 
 def git_commit(path: str | os.PathLike[str] | None = None) -> str | None:
     """The git commit of the code that ran, if a git checkout (or ``MLOPS_CODE_VERSION``)."""
-    if os.environ.get("MLOPS_CODE_VERSION"):
-        return os.environ["MLOPS_CODE_VERSION"]
+    if settings.code_version():
+        return settings.code_version()
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],

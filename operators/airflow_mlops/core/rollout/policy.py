@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from airflow_mlops.core.config.model import ConfigError, build_section
+from airflow_mlops.core.config.parse import ConfigError, build_section
 
 TARGETS = ("local", "kubernetes")
 _FLOATS: tuple[str, ...] = ("bake_seconds", "analysis_timeout_seconds", "max_error_rate")

@@ -19,13 +19,14 @@ from dataclasses import dataclass
 
 from airflow_mlops.core.registry import versions as registry
 from airflow_mlops.core.registry.tracking import TrackingConfig
+from airflow_mlops.exceptions import MLOpsError
 
 log = logging.getLogger(__name__)
 
 DEPLOYED_PREFIX = f"{registry.TAG_PREFIX}deployed."
 
 
-class LiveVersionError(RuntimeError):
+class LiveVersionError(MLOpsError, RuntimeError):
     """A live version would be deleted or lose its alias; the message says where it is live."""
 
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlops import settings
 from airflow_mlops.core.model import folder as model_folder
 from airflow_mlops.core.scoring.types import ScoreResult, ScoringError, partition_target
 
@@ -37,7 +38,7 @@ CONTAINER_COMMAND = ("airflow-mlops",)
 CONTAINER_MODEL_DIR = "/app/model"
 # Where KubernetesPodOperator(do_xcom_push=True) reads a pod's result (its sidecar's volume).
 XCOM_RETURN_FILE = "/airflow/xcom/return.json"
-XCOM_FILE_ENV = "MLOPS_XCOM_FILE"
+XCOM_FILE_ENV = settings.XCOM_FILE_ENV
 
 
 class ModelFolderError(ScoringError):

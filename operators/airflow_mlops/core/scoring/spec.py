@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from airflow_mlops.core.config.model import ConfigError, build_section
+from airflow_mlops.core.config.parse import ConfigError, build_section
 from airflow_mlops.core.scoring.types import (
     DEFAULT_BATCH_ROWS,
     DEFAULT_SAMPLE_ROWS,

@@ -8,11 +8,13 @@ the imports point one way.
 
 from __future__ import annotations
 
-import os
 import posixpath
 import re
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from airflow_mlops import settings
+from airflow_mlops.exceptions import MLOpsError
 
 __all__ = [
     "DEFAULT_BATCH_ROWS",
@@ -33,7 +35,7 @@ RUNNERS = ("worker", "kubernetes")
 _DATE_PART = re.compile(r"(?:^|/)date=([^/]+)")
 
 
-class ScoringError(ValueError):
+class ScoringError(MLOpsError, ValueError):
     """A partition that cannot be scored; the message names the partition, file and column."""
 
 
@@ -44,7 +46,7 @@ def join(folder: str, *names: str) -> str:
 
 def mlops_home() -> str:
     """The root of the default input, output and monitoring folders (``MLOPS_HOME``)."""
-    return os.environ.get("MLOPS_HOME", ".mlops")
+    return settings.mlops_home()
 
 
 @dataclass(frozen=True)

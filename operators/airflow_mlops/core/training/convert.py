@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from airflow_mlops.core.config.model import ModelConfig
+from airflow_mlops.exceptions import MLOpsError
 
 __all__ = ["ConversionError", "convert_to_onnx"]
 
@@ -30,7 +31,7 @@ __all__ = ["ConversionError", "convert_to_onnx"]
 _ML_OPSET = 3
 
 
-class ConversionError(RuntimeError):
+class ConversionError(MLOpsError, RuntimeError):
     """A pipeline that cannot be converted to ONNX; the message names the step."""
 
 

@@ -19,7 +19,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_mlops.core.config.model import EvaluationSpec
+from airflow_mlops.core.config.evaluation import EvaluationSpec
+from airflow_mlops.exceptions import MLOpsError
 
 __all__ = [
     "HIGHER_IS_BETTER",
@@ -39,7 +40,7 @@ LOWER_IS_BETTER = frozenset({"log_loss", "brier"})
 _EPS = 1e-12
 
 
-class EvaluationError(ValueError):
+class EvaluationError(MLOpsError, ValueError):
     """The evaluation spec or the metrics cannot be used; the message names the metric."""
 
 

@@ -41,6 +41,7 @@ from sklearn.preprocessing import StandardScaler
 
 from airflow_mlops.core.config.model import ModelConfig
 from airflow_mlops.core.model.feed import category_strings, float32_column
+from airflow_mlops.exceptions import MLOpsError
 
 __all__ = [
     "FillMissingCategories",
@@ -56,7 +57,7 @@ __all__ = [
 ]
 
 
-class TrainingError(ValueError):
+class TrainingError(MLOpsError, ValueError):
     """The estimator or the data cannot be used for training; the message says which."""
 
 

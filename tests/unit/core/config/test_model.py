@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_mlops.core.config.model import ConfigError, config_from_dict, load_config
+from airflow_mlops.core.config.model import config_from_dict, load_config
+from airflow_mlops.core.config.parse import ConfigError
 
 
 def _raw(**over):

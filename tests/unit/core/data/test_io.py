@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airflow_mlops.core.config.model import DataSpec
+from airflow_mlops.core.config.data import DataSpec
 from airflow_mlops.core.data.io import (
     DataError,
     PreparedData,

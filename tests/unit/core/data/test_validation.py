@@ -8,7 +8,7 @@ import fsspec
 import numpy as np
 import pandas as pd
 
-from airflow_mlops.core.config.model import ColumnSpec, ValidationSpec
+from airflow_mlops.core.config.validation import ColumnSpec, ValidationSpec
 from airflow_mlops.core.data.validation import (
     FailedExpectation,
     ValidationResult,

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airflow_mlops.core.config.model import ConfigError
+from airflow_mlops.core.config.parse import ConfigError
 from airflow_mlops.core.drift import stats as drift_stats
 from airflow_mlops.core.drift.check import check_drift
 from airflow_mlops.core.drift.monitor import MonitoringSpec, _Streak, _streak

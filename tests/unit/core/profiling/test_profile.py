@@ -9,7 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airflow_mlops.core.config.model import ConfigError, DataSpec, ModelConfig, TrainingSpec
+from airflow_mlops.core.config.data import DataSpec
+from airflow_mlops.core.config.model import ModelConfig
+from airflow_mlops.core.config.parse import ConfigError
+from airflow_mlops.core.config.training import TrainingSpec
 from airflow_mlops.core.profiling.profile import onnx_features, parse_model_ref, profile_model
 from airflow_mlops.core.profiling.report import NEAR_BEST, recommend, write_chart
 from airflow_mlops.core.profiling.types import (

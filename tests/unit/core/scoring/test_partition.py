@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from airflow_mlops.core.config.model import ConfigError
+from airflow_mlops.core.config.parse import ConfigError
 from airflow_mlops.core.scoring.partition import ScoringOptions, score_partition
 from airflow_mlops.core.scoring.runs import list_partitions, summarize
 from airflow_mlops.core.scoring.spec import ScoringSpec

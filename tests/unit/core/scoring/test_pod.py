@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from airflow_mlops import cli
-from airflow_mlops.core.config.model import ConfigError
+from airflow_mlops.core.config.parse import ConfigError
 from airflow_mlops.core.packaging import context as packaging
 from airflow_mlops.core.scoring.pod import (
     DEFAULT_RESOURCES,

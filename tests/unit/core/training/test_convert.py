@@ -9,7 +9,10 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC
 
-from airflow_mlops.core.config.model import DataSpec, ModelConfig, OnnxSpec, TrainingSpec
+from airflow_mlops.core.config.data import DataSpec
+from airflow_mlops.core.config.model import ModelConfig
+from airflow_mlops.core.config.onnx import OnnxSpec
+from airflow_mlops.core.config.training import TrainingSpec
 from airflow_mlops.core.model.feed import onnx_feed
 from airflow_mlops.core.model.session import load_session
 from airflow_mlops.core.training.convert import (

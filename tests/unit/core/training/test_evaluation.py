@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from airflow_mlops.core.config.model import EvaluationSpec
+from airflow_mlops.core.config.evaluation import EvaluationSpec
 from airflow_mlops.core.training.evaluation import EvaluationError, evaluate, higher_is_better
 
 CHALLENGER = {"roc_auc": 0.8123, "accuracy": 0.801, "log_loss": 0.45, "brier": 0.15}

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airflow_mlops.core.config.model import ConfigError
+from airflow_mlops.core.config.parse import ConfigError
 from airflow_mlops.core.drift.check import check_drift
 from airflow_mlops.core.drift.types import DriftPolicy
 from airflow_mlops.core.training.importance import (

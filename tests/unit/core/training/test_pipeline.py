@@ -4,7 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airflow_mlops.core.config.model import DataSpec, ModelConfig, TrainingSpec
+from airflow_mlops.core.config.data import DataSpec
+from airflow_mlops.core.config.model import ModelConfig
+from airflow_mlops.core.config.training import TrainingSpec
 from airflow_mlops.core.training.pipeline import (
     FillMissingCategories,
     Float32Scaler,

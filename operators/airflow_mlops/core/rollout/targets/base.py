@@ -11,15 +11,16 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from airflow_mlops.core.rollout.analysis import Snapshot
+from airflow_mlops.exceptions import MLOpsError
 
 __all__ = ["CanaryUnhealthy", "StepFailed", "Target"]
 
 
-class CanaryUnhealthy(RuntimeError):
+class CanaryUnhealthy(MLOpsError, RuntimeError):
     """The new version failed to load or to become ready; it got no traffic."""
 
 
-class StepFailed(RuntimeError):
+class StepFailed(MLOpsError, RuntimeError):
     """A step's analysis failed (or found too little traffic); the message has the figures."""
 
     def __init__(self, message: str, analysis: dict[str, Any] | None = None) -> None:

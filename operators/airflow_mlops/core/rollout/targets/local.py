@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from airflow_mlops import settings
 from airflow_mlops.core.registry.tracking import TrackingConfig
 from airflow_mlops.core.rollout.analysis import Snapshot
 from airflow_mlops.core.rollout.policy import LocalSpec
@@ -75,8 +76,7 @@ class LocalTarget:
         self.tracking = tracking
         self.model = name
         self.keep_running = keep_running
-        home = os.environ.get("MLOPS_HOME", ".mlops")
-        self.work_dir = Path(spec.work_dir or Path(home) / "rollout" / name)
+        self.work_dir = Path(spec.work_dir or Path(settings.mlops_home()) / "rollout" / name)
         self._proc: subprocess.Popen[bytes] | None = None
         self._url: str | None = spec.url.rstrip("/") if spec.url else None
         if self._url is None:
@@ -332,7 +332,7 @@ def _is_our_server(pid: int) -> bool:
 def stop_recorded_servers(tracking: TrackingConfig, root: Path | None = None) -> list[str]:
     """Stop every scoring server ``ml_rollout`` left running under ``root`` (default
     ``$MLOPS_HOME/rollout``); returns the models whose server stopped."""
-    root = root or Path(os.environ.get("MLOPS_HOME", ".mlops")) / "rollout"
+    root = root or Path(settings.mlops_home()) / "rollout"
     stopped = []
     for state in sorted(root.glob("*/server.json")):
         model = state.parent.name
