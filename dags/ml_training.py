@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from airflow_mlops.dags.factory import training_dag
+from airflow_mlops.dags.training import training_dag
 
 CONFIG = os.environ.get(
     "MLOPS_TRAINING_CONFIG", str(Path(__file__).parent / "configs" / "demo_churn.yaml")
