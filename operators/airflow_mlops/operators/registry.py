@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow_mlops.links.mlflow import MLflowModelVersionLink, MLflowRunLink
 from airflow_mlops.operators.base import MLOpsBaseOperator, Result, airflow_ids, trigger_info
+from airflow_mlops.operators.events import announce
 
 
 class RegisterModelOperator(MLOpsBaseOperator):
@@ -32,6 +33,7 @@ class RegisterModelOperator(MLOpsBaseOperator):
         "converted",
     )
     operator_extra_links = (MLflowModelVersionLink(), MLflowRunLink())
+    announces_events: ClassVar[bool] = True  # model_registered
 
     def __init__(
         self,
@@ -68,17 +70,18 @@ class RegisterModelOperator(MLOpsBaseOperator):
         )
         MLflowModelVersionLink.persist(context, version.get("version_url"))
         MLflowRunLink.persist(context, version.get("run_url"))
-        self.mlops_event = {
-            "kind": "model_registered",
-            "model": version["name"],
-            "version": version["version"],
-            "message": f"{version['name']} v{version['version']} registered as challenger",
-            "details": {
+        announce(
+            context,
+            kind="model_registered",
+            model=version["name"],
+            version=version["version"],
+            message=f"{version['name']} v{version['version']} registered as challenger",
+            details={
                 "metrics": (self.trained or {}).get("metrics"),
                 "evaluation": (self.evaluation or {}).get("summary"),
                 "run_id": version["run_id"],
             },
-        }
+        )
         self.log.info(
             "registered %s v%s (aliases: %s) from run %s",
             version["name"],
@@ -112,6 +115,7 @@ class PromoteModelOperator(MLOpsBaseOperator):
         "profile",
     )
     operator_extra_links = (MLflowModelVersionLink(),)
+    announces_events: ClassVar[bool] = True  # model_promoted, promotion_rejected
 
     def __init__(
         self,
@@ -149,23 +153,25 @@ class PromoteModelOperator(MLOpsBaseOperator):
             )
         except steps.GateFailed as exc:
             self.log.warning("%s", exc)
-            self.mlops_event = {
-                "kind": "promotion_rejected",
-                "model": self.registered["name"],
-                "version": self.registered["version"],
-                "message": str(exc),
-                "details": {"evaluation": (self.evaluation or {}).get("summary")},
-            }
+            announce(
+                context,
+                kind="promotion_rejected",
+                model=self.registered["name"],
+                version=self.registered["version"],
+                message=str(exc),
+                details={"evaluation": (self.evaluation or {}).get("summary")},
+            )
             raise AirflowSkipException(str(exc)) from exc
         self.log.info("%s", result["message"])
-        self.mlops_event = {
-            "kind": "model_promoted",
-            "model": result["name"],
-            "version": result["version"],
-            "message": result["message"],
-            "details": {
+        announce(
+            context,
+            kind="model_promoted",
+            model=result["name"],
+            version=result["version"],
+            message=result["message"],
+            details={
                 "previous_version": result["previous_version"],
                 "alias": result.get("alias", "champion"),
             },
-        }
+        )
         return result
