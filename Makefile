@@ -17,6 +17,9 @@ $(STAMP): requirements.txt setup.cfg pyproject.toml
 	@$(BIN)/python -m pip install --quiet --upgrade pip uv
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@# The build leaves an egg-info in operators/, which the editable path makes a second
+	@# installed copy: Airflow would load each plugin entry point twice and report it.
+	@rm -rf operators/airflow_mlops.egg-info
 	@touch $(STAMP)
 
 demo: $(STAMP)

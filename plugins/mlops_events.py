@@ -1,86 +1,12 @@
-"""Airflow plugin: record lifecycle events (drift detected, model registered/promoted).
+"""The lifecycle-event listener plugin, ``airflow_mlops.plugins.events``.
 
-A listener runs in the worker right after a task ends. Operators of airflow-mlops that have
-something to announce leave it on themselves as ``mlops_event`` (a dict with ``kind``,
-``model``, ``version``, ``message``, ``details``); the listener writes it to the JSON-lines
-event log (``MLOPS_EVENT_LOG`` or ``$MLOPS_HOME/events/events.jsonl``), to the task log, and, if
-the Airflow connection ``mlops_events`` exists (type http, host = URL), POSTs it there.
+An installed package registers it itself; this file exposes it only when the package is
+importable without being installed, so Airflow never registers it twice.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Any
+from airflow_mlops.plugins import registered_by_package
 
-from airflow.listeners import hookimpl
-from airflow.plugins_manager import AirflowPlugin
-
-log = logging.getLogger("airflow.task")
-
-WEBHOOK_CONN_ID = "mlops_events"
-
-
-def _webhook_url() -> str | None:
-    from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
-
-    try:
-        conn = BaseHook.get_connection(WEBHOOK_CONN_ID)
-    except AirflowNotFoundException:
-        return None
-    host = conn.host or ""
-    if "://" in host:
-        return host
-    scheme = conn.schema or "http"
-    return f"{scheme}://{host}" + (f":{conn.port}" if conn.port else "")
-
-
-def _record(task_instance: Any) -> None:
-    from airflow_mlops.core.events import LifecycleEvent, append_jsonl, post_webhook
-
-    raw = getattr(getattr(task_instance, "task", None), "mlops_event", None)
-    if not raw:
-        return
-    event = LifecycleEvent(
-        kind=raw["kind"],
-        model=raw["model"],
-        version=raw.get("version"),
-        message=raw.get("message", ""),
-        details=raw.get("details", {}),
-        source={
-            "dag_id": task_instance.dag_id,
-            "run_id": task_instance.run_id,
-            "task_id": task_instance.task_id,
-            "try_number": getattr(task_instance, "try_number", None),
-        },
-    )
-    path = append_jsonl(event)
-    log.info("lifecycle event %s: %s (event log %s)", event.kind, event.message, path)
-    url = _webhook_url()
-    if url:
-        post_webhook(event, url)
-
-
-class _Listener:
-    """Listener hooks; errors are logged and never change the task's outcome."""
-
-    @hookimpl
-    def on_task_instance_success(self, previous_state: Any, task_instance: Any) -> None:
-        try:
-            _record(task_instance)
-        except Exception:
-            log.exception("could not record the lifecycle event")
-
-    @hookimpl
-    def on_task_instance_skipped(self, previous_state: Any, task_instance: Any) -> None:
-        try:
-            _record(task_instance)
-        except Exception:
-            log.exception("could not record the lifecycle event")
-
-
-class MLOpsEventsPlugin(AirflowPlugin):
-    """Registers the lifecycle-event listener."""
-
-    name = "mlops_events"
-    listeners = [_Listener()]
+if not registered_by_package("mlops_events"):
+    from airflow_mlops.plugins.events import MLOpsEventsPlugin as MLOpsEventsPlugin

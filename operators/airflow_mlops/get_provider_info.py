@@ -47,4 +47,13 @@ def get_provider_info() -> dict[str, Any]:
         "sensors": [
             {"integration-name": "MLOps", "python-modules": ["airflow_mlops.sensors.drift"]}
         ],
+        # Airflow reads this list only with ``[core] lazy_discover_providers = False``; by
+        # default the ``airflow.plugins`` entry points register them (plugins/entry_points.py).
+        "plugins": [
+            {
+                "name": "mlops_events",
+                "plugin-class": "airflow_mlops.plugins.events.MLOpsEventsPlugin",
+            },
+            {"name": "mlops_ui", "plugin-class": "airflow_mlops.plugins.ui.MLOpsUIPlugin"},
+        ],
     }

@@ -107,7 +107,7 @@ def test_training_dag_shape():
 def test_approval_gate_sits_between_profile_and_promote_only_when_enabled(tmp_path):
     import yaml
 
-    from airflow_mlops.dags.factory import training_dag
+    from airflow_mlops.dags.training import training_dag
 
     raw = yaml.safe_load((REPO / "dags" / "configs" / "demo_churn.yaml").read_text())
     assert "approval" not in raw
@@ -124,21 +124,47 @@ def test_approval_gate_sits_between_profile_and_promote_only_when_enabled(tmp_pa
 
 @pytest.mark.parametrize("cron", ["@daily", None])
 def test_scoring_dag_runs_on_incoming_data_with_or_without_a_cron(tmp_path, cron):
-    import importlib.util
-
     import yaml
 
-    spec = importlib.util.spec_from_file_location(
-        "scoring_dag_file", REPO / "dags" / "ml_batch_scoring.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from airflow_mlops.dags.batch_scoring import scoring_dag
+
     raw = yaml.safe_load((REPO / "dags" / "configs" / "demo_churn.yaml").read_text())
     raw["scoring"] = {"schedule": cron}
     path = tmp_path / "scoring.yaml"
     path.write_text(yaml.safe_dump(raw))
-    dag = module.scoring_dag(str(path), dag_id=f"t_scoring_{cron or 'none'}".replace("@", ""))
+    dag = scoring_dag(str(path), dag_id=f"t_scoring_{cron or 'none'}".replace("@", ""))
     uris = [a.uri for a in dag.timetable.asset_condition.objects]
     assert uris == ["mlops://data/demo_churn/incoming"]
     kind = type(dag.timetable).__name__
     assert kind == ("AssetOrTimeSchedule" if cron else "AssetTriggeredTimetable"), kind
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "factory"),
+    [
+        ("ml_training", "airflow_mlops.dags.training:training_dag"),
+        ("ml_batch_scoring", "airflow_mlops.dags.batch_scoring:scoring_dag"),
+        ("ml_drift_monitor", "airflow_mlops.dags.drift_monitor:drift_monitor_dag"),
+        ("ml_rollout", "airflow_mlops.dags.rollout:rollout_dag"),
+    ],
+)
+def test_each_dag_file_is_its_package_factory_over_the_demo_config(dag_id, factory):
+    import importlib
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    module, name = factory.split(":")
+    built = getattr(importlib.import_module(module), name)(
+        REPO / "dags" / "configs" / "demo_churn.yaml", dag_id=f"{dag_id}_copy"
+    )
+    bag = DagBag(dag_folder=str(REPO / "dags" / f"{dag_id}.py"))
+    assert bag.import_errors == {}
+    from_file = bag.dags[dag_id]
+
+    def shape(dag):
+        return {t.task_id: (type(t).__name__, sorted(t.upstream_task_ids)) for t in dag.tasks}
+
+    assert shape(built) == shape(from_file)
+    assert built.timetable == from_file.timetable
+    assert built.default_args == from_file.default_args
+    assert built.tags == from_file.tags and built.doc_md == from_file.doc_md

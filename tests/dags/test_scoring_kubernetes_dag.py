@@ -70,11 +70,8 @@ def _config(tmp_path: Path, scoring: dict) -> Path:
 
 @pytest.fixture
 def k8s_dag(tmp_path):
-    sys.path.insert(0, str(REPO / "dags"))
-    try:
-        from ml_batch_scoring import scoring_dag
-    finally:
-        sys.path.remove(str(REPO / "dags"))
+    from airflow_mlops.dags.batch_scoring import scoring_dag
+
     return scoring_dag(str(_config(tmp_path, SCORING)), dag_id="ml_batch_scoring_k8s")
 
 
@@ -228,11 +225,8 @@ def test_summary_takes_the_results_of_either_runner(k8s_dag):
 
 
 def test_an_unknown_kubernetes_key_fails_the_dag_build_naming_the_key_and_file(tmp_path):
-    sys.path.insert(0, str(REPO / "dags"))
-    try:
-        from ml_batch_scoring import scoring_dag
-    finally:
-        sys.path.remove(str(REPO / "dags"))
+    from airflow_mlops.dags.batch_scoring import scoring_dag
+
     bad = {**SCORING, "kubernetes": {**SCORING["kubernetes"], "service_acount": "x"}}
     path = _config(tmp_path, bad)
     with pytest.raises(ConfigError) as err:

@@ -161,6 +161,11 @@ def test_airflow_mounts_the_app_and_lists_the_view(api_server) -> None:
     assert ui["fastapi_apps"][0]["url_prefix"] == "/mlops"
     (view,) = ui["external_views"]
     assert (view["name"], view["href"], view["url_route"]) == ("Models", "/mlops/", "mlops_models")
+    # The package's entry points register both plugins; the repo's plugins folder, which this
+    # api-server also loads, must not add a second copy (Airflow reports one as an import error).
+    assert "mlops_events" in plugins and "airflow-mlops" in ui["source"]
+    with urllib.request.urlopen(f"{api_server}/api/v2/plugins/importErrors", timeout=30) as r:
+        assert json.loads(r.read())["import_errors"] == []
     with urllib.request.urlopen(f"{api_server}/mlops/api/models", timeout=30) as r:
         names = [m["name"] for m in json.loads(r.read())["models"]]
     assert {"fixture_churn", COPY} <= set(names)

@@ -18,3 +18,9 @@ def drift_asset(model_name: str) -> Asset:
 def candidate_asset(model_name: str) -> Asset:
     """Updated when a version passed every training gate and waits for its rollout."""
     return Asset(name=f"mlops.candidate.{model_name}", uri=f"mlops://models/{model_name}/candidate")
+
+
+def incoming_asset(model_name: str) -> Asset:
+    """Updated by whoever lands new input data for ``model_name`` (extra: ``{"date": ...}``);
+    starts batch scoring."""
+    return Asset(name=f"mlops.incoming.{model_name}", uri=f"mlops://data/{model_name}/incoming")

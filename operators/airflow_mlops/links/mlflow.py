@@ -12,26 +12,28 @@ if TYPE_CHECKING:
 
 
 class _PersistedLink(BaseOperatorLink):
-    """A link whose URL the task computed and pushed to XCom while it ran."""
+    """A link whose URL the task computed while it ran and pushed to XCom under ``key``.
+
+    The URL goes through XCom, not the operator object, so it reaches whatever process asks
+    for it (the provider's pattern, as in the amazon provider's ``BaseAwsLink``).
+    """
 
     name: ClassVar[str] = ""  # type: ignore[misc]
     key: ClassVar[str] = ""
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        # Airflow 3 calls this in the worker once the task ends and stores the result for the
-        # UI; the URL is on the operator instance that ran, if the task got that far.
-        return getattr(operator, "_mlops_links", {}).get(self.key, "")
+        # Airflow 3 calls this in the worker once the task ends and stores what it returns
+        # under ``xcom_key`` for the UI; a task that ended before persisting has no link.
+        from airflow.sdk.execution_time.xcom import XCom
+
+        url = XCom.get_value(ti_key=ti_key, key=self.key)
+        return str(url) if url else ""
 
     @classmethod
     def persist(cls, context: Any, url: str | None) -> None:
         """Record the URL for this task instance; a missing URL (no MLflow UI) is skipped."""
         if url:
-            task = context["task"]
-            links = getattr(task, "_mlops_links", None)
-            if links is None:
-                links = {}
-                task._mlops_links = links
-            links[cls.key] = url
+            context["ti"].xcom_push(key=cls.key, value=url)
 
 
 class MLflowRunLink(_PersistedLink):

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param
 
 from airflow_mlops.operators.base import MLOpsBaseOperator, Result
+from airflow_mlops.operators.events import announce
 
 GATES = ("promotion", "rollout")
 
@@ -48,6 +49,7 @@ class ModelApprovalOperator(MLOpsBaseOperator, ApprovalOperator):
         "profile",
     )
     ui_color = "#fdf2d0"
+    announces_events: ClassVar[bool] = True  # promotion_rejected
 
     def __init__(
         self,
@@ -151,11 +153,12 @@ class ModelApprovalOperator(MLOpsBaseOperator, ApprovalOperator):
             registry.set_version_tags(self.tracking(), found.name, found.version, tags)
             self.log.info("%s v%s: %s", found.name, found.version, tags)
             if not approved:
-                self.mlops_event = {
-                    "kind": "promotion_rejected",
-                    "model": found.name,
-                    "version": found.version,
-                    "message": tags["mlops.promotion"],
-                    "details": {"gate": self.gate},
-                }
+                announce(
+                    context,
+                    kind="promotion_rejected",
+                    model=found.name,
+                    version=found.version,
+                    message=tags["mlops.promotion"],
+                    details={"gate": self.gate},
+                )
         return super().execute_complete(context, event)

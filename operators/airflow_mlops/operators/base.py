@@ -67,15 +67,14 @@ class MLOpsBaseOperator(BaseOperator):
         return self.call_core(load_config, self.config)
 
     def tracking(self) -> TrackingConfig:
-        """MLflow from the connection, checked once per task: a server that does not answer
+        """MLflow from the connection, checked on each call: a server that does not answer
         fails the try within seconds, naming it, instead of after the client's minutes of
-        retries (the task's own retries still apply)."""
+        retries (the task's own retries still apply). The check is one ``/health`` request;
+        nothing is kept on the operator between calls."""
         from airflow_mlops.hooks.mlflow import MLflowHook
 
         config = MLflowHook(mlflow_conn_id=self.mlflow_conn_id).config
-        if getattr(self, "_mlflow_checked", None) != config.tracking_uri:
-            config.check_reachable(timeout=settings.mlflow_check_seconds())
-            self._mlflow_checked = config.tracking_uri
+        config.check_reachable(timeout=settings.mlflow_check_seconds())
         return config
 
     def run_folder(self, config: ModelConfig, context: Any) -> str:

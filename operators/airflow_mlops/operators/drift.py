@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow_mlops.links.drift import DriftReportLink, report_url
 from airflow_mlops.links.mlflow import MLflowRunLink
 from airflow_mlops.operators.base import MLOpsBaseOperator, airflow_ids
+from airflow_mlops.operators.events import announce
 
 #: The keys of the check's summary that go into the Asset event's ``extra``.
 EVENT_KEYS = (
@@ -47,6 +48,7 @@ class DriftCheckOperator(MLOpsBaseOperator):
 
     template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields, "ref", "day")
     operator_extra_links = (DriftReportLink(), MLflowRunLink())
+    announces_events: ClassVar[bool] = True  # drift_detected
     ui_color = "#fdf1e0"
 
     def __init__(
@@ -94,14 +96,14 @@ class DriftCheckOperator(MLOpsBaseOperator):
         if summary["status"] == "unusable" and self.fail_on_unusable:
             raise AirflowFailException(summary["summary"])
         if summary.get("confirmed"):
-            # Picked up by the lifecycle-events listener (plugins/mlops_events.py).
-            self.mlops_event = {
-                "kind": "drift_detected",
-                "model": summary["model"],
-                "version": summary["version"],
-                "message": summary["summary"],
-                "details": {key: summary.get(key) for key in EVENT_KEYS},
-            }
+            announce(
+                context,
+                kind="drift_detected",
+                model=summary["model"],
+                version=summary["version"],
+                message=summary["summary"],
+                details={key: summary.get(key) for key in EVENT_KEYS},
+            )
         if self.outlets:
             if not summary["confirmed"]:
                 context["ti"].xcom_push(key="return_value", value=summary)

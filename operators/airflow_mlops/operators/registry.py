@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow_mlops.links.mlflow import MLflowModelVersionLink, MLflowRunLink
 from airflow_mlops.operators.base import MLOpsBaseOperator, Result, airflow_ids, trigger_info
+from airflow_mlops.operators.events import announce
 
 
 class RegisterModelOperator(MLOpsBaseOperator):
@@ -32,6 +33,7 @@ class RegisterModelOperator(MLOpsBaseOperator):
         "converted",
     )
     operator_extra_links = (MLflowModelVersionLink(), MLflowRunLink())
+    announces_events: ClassVar[bool] = True  # model_registered
 
     def __init__(
         self,
@@ -70,19 +72,20 @@ class RegisterModelOperator(MLOpsBaseOperator):
         version = Registered.from_dict(registered)
         MLflowModelVersionLink.persist(context, version.version_url)
         MLflowRunLink.persist(context, version.run_url)
-        self.mlops_event = {
-            "kind": "model_registered",
-            "model": version.name,
-            "version": version.version,
-            "message": f"{version.name} v{version.version} registered as challenger",
-            "details": {
+        announce(
+            context,
+            kind="model_registered",
+            model=version.name,
+            version=version.version,
+            message=f"{version.name} v{version.version} registered as challenger",
+            details={
                 "metrics": Trained.from_dict(self.trained).metrics,
                 "evaluation": Evaluated.from_dict(self.evaluation).summary
                 if self.evaluation
                 else None,
                 "run_id": version.run_id,
             },
-        }
+        )
         self.log.info(
             "registered %s v%s (aliases: %s) from run %s",
             version.name,
@@ -116,6 +119,7 @@ class PromoteModelOperator(MLOpsBaseOperator):
         "profile",
     )
     operator_extra_links = (MLflowModelVersionLink(),)
+    announces_events: ClassVar[bool] = True  # model_promoted, promotion_rejected
 
     def __init__(
         self,
@@ -156,24 +160,26 @@ class PromoteModelOperator(MLOpsBaseOperator):
         except steps.GateFailed as exc:
             self.log.warning("%s", exc)
             evaluation = Evaluated.from_dict(self.evaluation) if self.evaluation else None
-            self.mlops_event = {
-                "kind": "promotion_rejected",
-                "model": registered.name,
-                "version": registered.version,
-                "message": str(exc),
-                "details": {"evaluation": evaluation.summary if evaluation else None},
-            }
+            announce(
+                context,
+                kind="promotion_rejected",
+                model=registered.name,
+                version=registered.version,
+                message=str(exc),
+                details={"evaluation": evaluation.summary if evaluation else None},
+            )
             raise AirflowSkipException(str(exc)) from exc
         promoted = Promoted.from_dict(result)
         self.log.info("%s", promoted.message)
-        self.mlops_event = {
-            "kind": "model_promoted",
-            "model": promoted.name,
-            "version": promoted.version,
-            "message": promoted.message,
-            "details": {
+        announce(
+            context,
+            kind="model_promoted",
+            model=promoted.name,
+            version=promoted.version,
+            message=promoted.message,
+            details={
                 "previous_version": promoted.previous_version,
                 "alias": promoted.alias or "champion",
             },
-        }
+        )
         return promoted.to_dict()

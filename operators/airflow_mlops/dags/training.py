@@ -1,4 +1,4 @@
-"""Build the lifecycle DAGs from a model config.
+"""The training DAG (``ml_training``) built from a model config.
 
 Parsing a DAG built here reads one small YAML file and imports no heavy library: every
 operator imports what it needs inside ``execute()``.
@@ -7,16 +7,15 @@ operator imports what it needs inside ``execute()``.
 from __future__ import annotations
 
 import os
-from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pendulum
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param
 
-from airflow_mlops.core.config.model import ModelConfig, load_config
+from airflow_mlops.core.config.model import ModelConfig
 from airflow_mlops.core.pipeline.approval import ApprovalSpec
 from airflow_mlops.dags.assets import candidate_asset, champion_asset, drift_asset
+from airflow_mlops.dags.common import default_args, operator_args, read_config
 from airflow_mlops.operators.approval import ModelApprovalOperator
 from airflow_mlops.operators.data import PrepareDataOperator, ValidateDataOperator
 from airflow_mlops.operators.profiling import ProfileModelOperator
@@ -26,12 +25,6 @@ from airflow_mlops.operators.training import (
     EvaluateModelOperator,
     TrainModelOperator,
 )
-
-DEFAULT_ARGS: dict[str, Any] = {
-    "owner": "mlops",
-    "retries": 1,
-    "retry_delay": timedelta(minutes=1),
-}
 
 
 def training_dag(
@@ -60,9 +53,8 @@ def training_dag(
         ``approval`` section. With ``promotion: true`` an ``approve`` task (Airflow
         human-in-the-loop) sits between profile and promote.
     """
-    config_file = str(Path(config_path).resolve())
-    config: ModelConfig = load_config(config_file)
-    common: dict[str, Any] = {"config": config_file, "mlflow_conn_id": mlflow_conn_id}
+    config_file, config = read_config(config_path)
+    common = operator_args(config_file, mlflow_conn_id)
     with DAG(
         dag_id=dag_id,
         schedule=_schedule(config, schedule, retrain_on_drift),
@@ -71,7 +63,7 @@ def training_dag(
         start_date=start_date,
         catchup=False,
         max_active_runs=1,
-        default_args=DEFAULT_ARGS,
+        default_args=default_args(),
         description=config.description or f"Train, check and register {config.name}",
         doc_md=_doc(config, config_file),
         tags=["mlops", "training", config.name, *(tags or [])],

@@ -1,1 +1,0 @@
-"""Airflow triggers of airflow-mlops."""
