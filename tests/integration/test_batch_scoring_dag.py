@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -111,3 +112,31 @@ def test_a_broken_partition_fails_alone_and_the_summary_names_it(stack):
     # The other partitions were re-scored (replaced), not left half-done.
     assert (out / "part-0.parquet").stat().st_mtime_ns > before
     assert pq.read_metadata(out / "part-0.parquet").num_rows == 3_000
+
+
+def test_a_successful_run_logs_no_xcom_lookup_error(stack, capfd):
+    """The summary reads the mapped results in one request; iterating them probed one index
+    past the end and logged ``XCom not found`` on every successful run."""
+    run = _dag().test(run_conf={"date": DAY})
+    assert str(run.state) == "success", _states(run)
+    out, err = capfd.readouterr()
+    assert "XCom not found" not in out + err
+
+
+def test_an_unresolvable_model_fails_the_run_not_only_its_task(stack, tmp_path):
+    """No champion (here: an alias nobody holds): resolve_model fails, and so must the run; the
+    summary task names why nothing was scored instead of succeeding on an empty list."""
+    raw = yaml.safe_load(Path(os.environ["MLOPS_SCORING_CONFIG"]).read_text())
+    raw["scoring"]["model"] = "models:/fixture_churn@nobody"
+    config = tmp_path / "no_champion.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    previous = os.environ["MLOPS_SCORING_CONFIG"]
+    os.environ["MLOPS_SCORING_CONFIG"] = str(config)
+    try:
+        run = _dag().test(run_conf={"date": DAY})
+    finally:
+        os.environ["MLOPS_SCORING_CONFIG"] = previous
+    states = _states(run)
+    assert states[("resolve_model", -1)] == "failed", states
+    assert states[("summary", -1)] == "failed", states
+    assert str(run.state) == "failed", states

@@ -133,22 +133,34 @@ def scoring_dag(
             ).expand(input_uri=partitions)
 
         @task(trigger_rule="all_done")
-        def summary(results: Any, listed: list[str]) -> dict[str, Any]:
+        def summary(results: Any, listed: list[str] | None) -> dict[str, Any]:
+            """Runs whatever failed upstream (all_done), reports the partitions that did
+            score, and fails when anything did not: a run that lost a partition or never
+            resolved its model must not end as a success."""
+            from airflow.sdk.exceptions import AirflowFailException
+
             from airflow_mlops.core.scoring.pod import normalize_results
             from airflow_mlops.core.scoring.runs import summarize
             from airflow_mlops.core.scoring.types import ScoringError
 
-            try:
-                out = summarize(normalize_results(results), list(listed or []))
-            except ScoringError as exc:
-                from airflow.sdk.exceptions import AirflowFailException
-
-                raise AirflowFailException(str(exc)) from exc
-            for row in out["per_partition"]:
-                print(
-                    f"{row['partition']}: {row['rows_in']} in, {row['rows_out']} out, "
-                    f"{row['rows_rejected']} rejected, {row['model']}"
+            if listed is None:
+                raise AirflowFailException(
+                    "nothing was scored: resolve_model or list_partitions failed (see their logs)"
                 )
+            # One request for every mapped result: iterating the lazy sequence asks for one
+            # index past the end, which the API logs as an error on every run.
+            scored = normalize_results(results[:] if results is not None else [])
+            for row in scored:
+                if row:
+                    print(
+                        f"{row['input_uri']}: {row['rows_in']} in, {row['rows_out']} out, "
+                        f"{row['rows_rejected']} rejected, {row['model_name']} "
+                        f"v{row['model_version']}"
+                    )
+            try:
+                out = summarize(scored, list(listed))
+            except ScoringError as exc:
+                raise AirflowFailException(str(exc)) from exc
             print(f"model version(s): {out['model_versions']}; total rows {out['rows_in']}")
             return out
 
