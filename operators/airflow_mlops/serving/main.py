@@ -171,5 +171,9 @@ def serve(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, OSError, ValueError) as exc:
         print(f"airflow-mlops serve: {exc}", file=sys.stderr)
         return 2
-    run(config, args.log_level)
+    try:
+        run(config, args.log_level)
+    except ConfigError as exc:  # raised before serving: an unreadable admin token file
+        print(f"airflow-mlops serve: {exc}", file=sys.stderr)
+        return 2
     return 0

@@ -155,3 +155,12 @@ def test_without_a_model_root_admin_loads_no_folder(model_folders, token_file, m
         # A version configured at start keeps its source: routing back to it needs none.
         back = client.put("/admin/routes", json={"routes": {"1": 1}})
         assert back.status_code == 200
+
+
+def test_serve_exits_2_naming_an_unreadable_token_file(tmp_path, capsys):
+    from airflow_mlops.serving.main import serve
+
+    missing = tmp_path / "no-such-token"
+    code = serve(["--model", "m", "--version", "1=a", "--admin-token-file", str(missing)])
+    assert code == 2
+    assert f"admin.token_file {missing}" in capsys.readouterr().err
