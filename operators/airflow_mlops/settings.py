@@ -45,6 +45,8 @@ DEFAULT_HOME = ".mlops"
 EVENT_LOG_ENV = "MLOPS_EVENT_LOG"
 XCOM_FILE_ENV = "MLOPS_XCOM_FILE"
 MLFLOW_CHECK_ENV = "MLOPS_MLFLOW_CHECK_SECONDS"
+# The scoring server's admin token (when its config names no token file).
+SERVING_ADMIN_TOKEN_ENV = "MLOPS_SERVING_ADMIN_TOKEN"
 DEFAULT_MLFLOW_CHECK_SECONDS = 10.0
 
 
@@ -58,6 +60,12 @@ def mlops_home() -> str:
     local state (work files, monitoring samples, the model cache, rollout servers, events,
     the embedded stack's databases). Returned as given: a relative path stays relative."""
     return _get(HOME_ENV) or DEFAULT_HOME
+
+
+def explicit_home() -> str | None:
+    """``MLOPS_HOME`` when it is set, else ``None``: for the scoring server, whose state
+    without it goes to its own folder rather than the working directory."""
+    return _get(HOME_ENV)
 
 
 def mlflow_check_seconds() -> float:

@@ -58,8 +58,11 @@ def server(champion, mlflow_server, model_folder, tmp_path_factory):
         "tracking_uri": mlflow_server,
         "capture": {"dir": str(root / "monitoring"), "sample_rate": 1.0, "max_seconds": 0.5},
         "limits": {"max_rows": 500},
-        "admin": {"token": "t0ken"},
+        "admin": {"token_file": str(root / "admin.token"), "model_root": str(root / "models")},
     }
+    (root / "admin.token").write_text("t0ken\n")
+    (root / "admin.token").chmod(0o600)
+    (root / "models").mkdir()
     (root / "serve.json").write_text(json.dumps(config))
     port = free_port()
     log = open(root / "server.log", "wb")  # noqa: SIM115 - closed at teardown
@@ -109,7 +112,7 @@ def to_split(frame: pd.DataFrame) -> dict:
     return {"dataframe_split": data}
 
 
-ADMIN = {"x-admin-token": "t0ken"}
+ADMIN = {"authorization": "Bearer t0ken"}
 
 
 def test_predictions_equal_the_registered_pyfunc(champion, server, frame):
@@ -248,9 +251,9 @@ def test_weights_shift_under_load_without_a_failed_request(server, frame):
     assert metric_sum(parsed, "mlops_request_latency_seconds_count") >= 3000
 
 
-def test_a_version_that_fails_to_load_never_answers(server, frame, tmp_path):
+def test_a_version_that_fails_to_load_never_answers(server, frame):
     url = server["url"]
-    broken = tmp_path / "broken"
+    broken = Path(server["root"]) / "models" / "broken"  # under admin.model_root
     broken.mkdir()
     (broken / "model.onnx").write_bytes(b"garbage")
     (broken / "model.json").write_text((Path(server["root"]) / "serve.json").read_text())
@@ -264,7 +267,17 @@ def test_a_version_that_fails_to_load_never_answers(server, frame, tmp_path):
         )
         assert resp.status_code == 409, resp.text
         assert "version 9" in resp.json()["message"]
-    assert httpx.put(f"{url}/admin/routes", json={"routes": {"1": 1}}, timeout=5).status_code == 403
+        # The reason stays in the server log: no path, no tracking URI in the body.
+        assert str(broken) not in resp.text and "127.0.0.1" not in resp.text
+    anonymous = httpx.put(f"{url}/admin/routes", json={"routes": {"1": 1}}, timeout=5)
+    assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"]
+    outside = httpx.put(
+        f"{url}/admin/routes",
+        headers=ADMIN,
+        timeout=5,
+        json={"routes": {"1": 50, "9": 50}, "sources": {"9": "/etc"}},
+    )
+    assert outside.status_code == 403 and "admin.model_root" in outside.json()["message"]
     after = httpx.get(f"{url}/admin/routes", headers=ADMIN, timeout=5).json()
     assert after == before and "9" not in after["loaded"]
     body = to_split(frame.head(1))

@@ -147,17 +147,16 @@ def scoring_dag(
                 raise AirflowFailException(
                     "nothing was scored: resolve_model or list_partitions failed (see their logs)"
                 )
-            # One request for every mapped result: iterating the lazy sequence asks for one
-            # index past the end, which the API logs as an error on every run.
-            scored = normalize_results(results[:] if results is not None else [])
-            for row in scored:
-                if row:
+            try:
+                # One request for every mapped result: iterating the lazy sequence asks for
+                # one index past the end, which the API logs as an error on every run.
+                scored = normalize_results(results[:] if results is not None else [])
+                for row in scored:
                     print(
                         f"{row['input_uri']}: {row['rows_in']} in, {row['rows_out']} out, "
                         f"{row['rows_rejected']} rejected, {row['model_name']} "
                         f"v{row['model_version']}"
                     )
-            try:
                 out = summarize(scored, list(listed))
             except ScoringError as exc:
                 raise AirflowFailException(str(exc)) from exc

@@ -10,9 +10,11 @@ and middleware would cost more than that. Endpoints:
   ``GET /v2/health/{ready,live}`` — Open Inference Protocol (KServe v2);
 - ``GET /health`` (and ``/ping``): 200 once every configured version is loaded, 503 before;
 - ``GET /metrics`` — Prometheus text;
-- ``GET|PUT /admin/routes`` — see ``admin.py``.
+- ``GET|PUT /admin/routes`` — see ``admin.py`` (off until a token is configured).
 
-Every prediction answers ``X-Model-Name``, ``X-Model-Version`` and ``X-Request-ID``.
+Every prediction answers ``X-Model-Name``, ``X-Model-Version`` and ``X-Request-ID``. Error
+bodies never carry exception text, file paths or addresses: a 500 names the request id, and
+the server log has the detail under the same id.
 """
 
 from __future__ import annotations
@@ -45,14 +47,15 @@ from airflow_mlops.serving.models import LoadedVersion
 from airflow_mlops.serving.protocol import ColumnBatch, ProtocolError
 from airflow_mlops.serving.repository import VersionRepository
 from airflow_mlops.serving.routing import RoutingTable
+from airflow_mlops.serving.shadow import INLINE_ROWS, Shadow
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ScoringApp", "create_app"]
 
-# Batches above this many rows run in a worker thread (ORT releases the GIL) so a large request
-# does not stall the event loop; smaller ones are cheaper inline than a thread hop (~50 µs).
-_INLINE_ROWS = 64
+# Batches above INLINE_ROWS rows run in a worker thread (ORT releases the GIL) so a large
+# request does not stall the event loop; smaller ones are cheaper inline than a thread hop.
+_CLOSE = (b"connection", b"close")
 
 
 class ScoringApp:
@@ -69,7 +72,8 @@ class ScoringApp:
         self.capture = Capture(config.capture, config.model, self.metrics, seed=seed)
         self.repository = VersionRepository(config, self.metrics)
         self.ready = False
-        self.admin = Admin(self.repository, config.admin)
+        self.admin = Admin(self.repository, config.admin, config.connections.body_timeout)
+        self.shadow = Shadow(self.metrics, self.capture)
         self._rng = random.Random(seed)
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
@@ -96,9 +100,12 @@ class ScoringApp:
         self.ready = True
 
     def shutdown(self) -> None:
-        """Stop taking traffic and write captured rows (blocking)."""
+        """Stop taking traffic, finish shadow batches, write captured rows and remove the
+        versions' downloads (blocking)."""
         self.ready = False
+        self.shadow.stop()
         self.capture.stop()
+        self.repository.close()
 
     # -- ASGI --------------------------------------------------------------------------------
 
@@ -148,8 +155,10 @@ class ScoringApp:
             if path.startswith("/v2"):
                 return await self._v2_get(send, path)
         if path.startswith("/admin/"):
-            status, doc = await self.admin.handle(scope, receive, method, path)
-            return await respond(send, status, protocol.dumps(doc), [JSON_HEADER])
+            request_id = self._request_headers(scope)[2]
+            status, doc, extra = await self.admin.handle(scope, receive, method, path, request_id)
+            headers = [JSON_HEADER, (b"x-request-id", request_id.encode()), *extra]
+            return await respond(send, status, protocol.dumps(doc), headers)
         known = path in ("/invocations", "/metrics", "/health", "/ping") or path.startswith("/v2")
         status = 405 if known else 404
         return await respond(
@@ -253,11 +262,12 @@ class ScoringApp:
             await self._error(send, exc, proto, version, request_id)
             self.metrics.observe(version, proto, exc.status, time.perf_counter() - started)
             return
-        except Exception as exc:  # the server stays up; the message says what broke
-            log.exception("prediction failed on version %s", version)
+        except Exception:  # the server stays up; the log says what broke, the body only where
+            log.exception("request %s: prediction failed on version %s", request_id, version)
             self.metrics.error(version, "internal")
             err = ProtocolError(
-                f"prediction failed: {type(exc).__name__}: {exc}",
+                f"prediction failed on version {version}; the server log has the detail "
+                f"(request id {request_id})",
                 status=500,
                 error_code="INTERNAL_ERROR",
                 reason="internal",
@@ -314,7 +324,9 @@ class ScoringApp:
                 status=415,
                 reason="content_type",
             )
-        body = await read_body(receive, length, self.config.limits.max_body_bytes)
+        body = await read_body(
+            receive, length, self.config.limits.max_body_bytes, self.config.connections.body_timeout
+        )
         doc = protocol.loads(body)
         limit = self.config.limits.max_rows
         if proto == "mlflow":
@@ -322,7 +334,7 @@ class ScoringApp:
         else:
             batch = protocol.v2_columns(doc, lv.meta, limit)
         feed = build_feed(batch, lv.meta, self.config.extra_columns)
-        if feed.rows <= _INLINE_ROWS:
+        if feed.rows <= INLINE_ROWS:
             labels, proba = lv.run(feed.inputs)
         else:
             labels, proba = await asyncio.to_thread(lv.run, feed.inputs)
@@ -356,25 +368,8 @@ class ScoringApp:
     ) -> None:
         """Score the same rows with the shadow version after the answer was sent."""
         sv = versions.get(shadow)
-        if sv is None:
-            return
-        try:
-            if sv.meta.input_types == answered.meta.input_types:
-                shadow_feed = feed
-            else:
-                shadow_feed = build_feed(batch, sv.meta, "ignore")
-            s_labels, s_proba = sv.run(shadow_feed.inputs)
-        except Exception as exc:
-            reason = exc.reason if isinstance(exc, ProtocolError) else "shadow_failed"
-            self.metrics.error(shadow, f"shadow_{reason}" if reason != "shadow_failed" else reason)
-            return
-        s_list = s_labels.tolist()
-        agree = sum(1 for a, b in zip(labels, s_list, strict=True) if a == b)
-        self.metrics.shadowed(shadow, agree, len(s_list) - agree)
-        if self.capture.enabled:
-            self.capture.offer(
-                shadow, sv.meta, shadow_feed, s_labels, s_proba, request_id, shadow=True
-            )
+        if sv is not None:
+            self.shadow.mirror(sv, answered, batch, feed, labels, request_id)
 
     async def _error(
         self, send: Send, exc: ProtocolError, proto: str, version: str, request_id: str
@@ -383,17 +378,17 @@ class ScoringApp:
             doc: dict[str, Any] = {"error_code": exc.error_code, "message": exc.message}
         else:
             doc = {"error": exc.message}
-        await respond(
-            send,
-            exc.status,
-            protocol.dumps(doc),
-            [
-                JSON_HEADER,
-                (b"x-model-name", self._model_b),
-                (b"x-model-version", version.encode()),
-                (b"x-request-id", request_id.encode()),
-            ],
-        )
+        if exc.status >= 500:
+            doc["request_id"] = request_id
+        headers = [
+            JSON_HEADER,
+            (b"x-model-name", self._model_b),
+            (b"x-model-version", version.encode()),
+            (b"x-request-id", request_id.encode()),
+        ]
+        if exc.status == 408:  # the rest of the body may still come: never read it as a request
+            headers.append(_CLOSE)
+        await respond(send, exc.status, protocol.dumps(doc), headers)
 
 
 def create_app(config: ServingConfig, seed: int | None = None) -> ScoringApp:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,10 @@ from airflow_mlops import settings
 from airflow_mlops.core.config.parse import ConfigError, check_keys
 
 __all__ = [
+    "ADMIN_TOKEN_ENV",
     "AdminSpec",
     "CaptureSpec",
+    "ConnectionsSpec",
     "LimitsSpec",
     "ServingConfig",
     "ShadowSpec",
@@ -29,8 +31,23 @@ __all__ = [
 ]
 
 
-def _monitoring_dir() -> str:
-    return str(Path(settings.mlops_home()) / "monitoring")
+ADMIN_TOKEN_ENV = settings.SERVING_ADMIN_TOKEN_ENV
+
+
+def default_state_dir() -> str:
+    """The server's own state folder when the config names none:
+    ``$XDG_STATE_HOME/airflow-mlops/serving`` (``~/.local/state/...``), never the working
+    directory (a server started from a checkout must not litter it)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(base) / "airflow-mlops" / "serving")
+
+
+def _monitoring_dir(state_dir: str | None = None) -> str:
+    # MLOPS_HOME first: the drift monitor reads ${MLOPS_HOME}/monitoring.
+    home = settings.explicit_home()
+    if home:
+        return str(Path(home) / "monitoring")
+    return str(Path(state_dir or default_state_dir()) / "monitoring")
 
 
 @dataclass(frozen=True)
@@ -86,23 +103,63 @@ class LimitsSpec:
 
 
 @dataclass(frozen=True)
-class AdminSpec:
-    """The ``/admin/*`` endpoints.
+class ConnectionsSpec:
+    """Connection limits, so a slow or silent client cannot hold a connection forever.
 
-    :param enabled: ``False`` answers 404 on every admin path.
-    :param token: when set, admin requests must send ``X-Admin-Token: <token>`` (403 else).
-        ``token_env`` names an environment variable to read it from instead.
+    :param header_timeout: seconds from a connection's first byte (or its opening) until its
+        request head is complete; then it is closed. Also bounds a connection that sends
+        nothing. Each byte does not restart it (a slow-loris trickle is cut).
+    :param body_timeout: seconds to receive a whole request body once its head arrived; then
+        ``408`` and the connection closes.
+    :param keep_alive_timeout: seconds an idle keep-alive connection waits for its next request.
+    :param max_connections: open connections (or requests in flight) beyond which requests are
+        answered ``503`` (uvicorn's ``limit_concurrency``).
+    :param max_header_bytes: largest request head; beyond it the connection is closed with 431.
+    """
+
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keep_alive_timeout: float = 5.0
+    max_connections: int = 1024
+    max_header_bytes: int = 65_536
+
+
+@dataclass(frozen=True)
+class AdminSpec:
+    """The ``/admin/*`` endpoints: off until a token is configured.
+
+    :param enabled: ``False`` answers 404 on every admin path, whatever the token.
+    :param token_file: a file holding the admin token (a mounted Secret, a 0600 file); an
+        unreadable or empty file is a startup error.
+    :param token_env: the environment variable read when no ``token_file`` is given. Without
+        either, admin answers 403 (off). Requests send ``Authorization: Bearer <token>``.
+    :param model_root: the folder under which admin may load model folders (``sources``);
+        ``None``: admin loads only ``models:/<served model>/...`` references.
     """
 
     enabled: bool = True
-    token: str | None = None
-    token_env: str | None = None
+    token_file: str | None = None
+    token_env: str = ADMIN_TOKEN_ENV
+    model_root: str | None = None
 
-    @property
-    def resolved_token(self) -> str | None:
-        if self.token:
-            return self.token
-        return os.environ.get(self.token_env) if self.token_env else None
+    def read_token(self) -> str | None:
+        """The configured token, or ``None`` (admin off).
+
+        :raises ConfigError: a ``token_file`` that cannot be read or is empty.
+        """
+        if not self.enabled:
+            return None
+        if self.token_file:
+            try:
+                token = Path(self.token_file).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"admin.token_file {self.token_file}: cannot be read ({exc.strerror})"
+                ) from exc
+            if not token:
+                raise ConfigError(f"admin.token_file {self.token_file} is empty")
+            return token
+        return (os.environ.get(self.token_env) or "").strip() or None
 
 
 @dataclass(frozen=True)
@@ -118,6 +175,7 @@ class ServingConfig:
     :param capture: request capture.
     :param limits: request limits.
     :param admin: admin endpoints.
+    :param connections: connection timeouts and limits.
     :param host: bind address (loopback by default).
     :param port: TCP port.
     :param tracking_uri: MLflow for ``models:/`` sources (default: ``MLFLOW_TRACKING_URI``).
@@ -125,7 +183,10 @@ class ServingConfig:
         event loop is the parallelism).
     :param extra_columns: ``ignore`` (MLflow behaviour: key columns may ride along) or
         ``reject`` columns the signature does not name.
-    :param cache_dir: where ``models:/`` versions are downloaded (default: a temporary folder).
+    :param cache_dir: where ``models:/`` versions are downloaded (default: a temporary folder);
+        a version's download is removed when it is unloaded and on shutdown.
+    :param state_dir: the server's own folder (default capture location without
+        ``MLOPS_HOME``); default :func:`default_state_dir`.
     """
 
     model: str
@@ -135,12 +196,14 @@ class ServingConfig:
     capture: CaptureSpec = field(default_factory=CaptureSpec)
     limits: LimitsSpec = field(default_factory=LimitsSpec)
     admin: AdminSpec = field(default_factory=AdminSpec)
+    connections: ConnectionsSpec = field(default_factory=ConnectionsSpec)
     host: str = "127.0.0.1"
     port: int = 8080
     tracking_uri: str | None = None
     threads: int = 1
     extra_columns: str = "ignore"
     cache_dir: str | None = None
+    state_dir: str | None = None
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None, source: str = "<serving>") -> ServingConfig:
@@ -168,7 +231,11 @@ class ServingConfig:
                 f"{source}: serving.shadow.version {shadow.version!r} has no source in "
                 f"serving.versions ({sorted(versions)})"
             )
-        capture = _section(CaptureSpec, raw.get("capture"), f"{source}: serving.capture")
+        state_dir = raw.get("state_dir")
+        capture_raw = raw.get("capture")
+        if capture_raw is None or (isinstance(capture_raw, dict) and "dir" not in capture_raw):
+            capture_raw = {**(capture_raw or {}), "dir": _monitoring_dir(state_dir)}
+        capture = _section(CaptureSpec, capture_raw, f"{source}: serving.capture")
         if not 0 <= capture.sample_rate <= 1:
             raise ConfigError(
                 f"{source}: serving.capture.sample_rate must be within 0..1, "
@@ -184,6 +251,13 @@ class ServingConfig:
                 f"{source}: serving.limits max_body_bytes must be >= 64 and max_rows >= 1, got "
                 f"{limits.max_body_bytes} and {limits.max_rows}"
             )
+        connections = _section(
+            ConnectionsSpec, raw.get("connections"), f"{source}: serving.connections"
+        )
+        if min(asdict(connections).values()) <= 0:
+            raise ConfigError(
+                f"{source}: serving.connections values must all be > 0, got {asdict(connections)}"
+            )
         extra = raw.get("extra_columns", "ignore")
         if extra not in ("ignore", "reject"):
             raise ConfigError(
@@ -197,12 +271,14 @@ class ServingConfig:
             capture=capture,
             limits=limits,
             admin=_section(AdminSpec, raw.get("admin"), f"{source}: serving.admin"),
+            connections=connections,
             host=str(raw.get("host", "127.0.0.1")),
             port=int(raw.get("port", 8080)),
             tracking_uri=raw.get("tracking_uri"),
             threads=int(raw.get("threads", 1)),
             extra_columns=extra,
             cache_dir=raw.get("cache_dir"),
+            state_dir=state_dir,
         )
 
     @classmethod
@@ -232,8 +308,6 @@ class ServingConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict that :meth:`from_dict` reads back."""
-        from dataclasses import asdict
-
         out = asdict(self)
         out["shadow"] = self.shadow.to_dict() if self.shadow else None
         return out

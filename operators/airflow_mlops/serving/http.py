@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,8 +17,12 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 JSON_HEADER = (b"content-type", b"application/json")
 
 
-async def read_body(receive: Receive, length: bytes | None, limit: int) -> bytes:
-    """The request body, refused past ``limit`` bytes (Content-Length first, then as read)."""
+async def read_body(
+    receive: Receive, length: bytes | None, limit: int, timeout: float | None = None
+) -> bytes:
+    """The request body, refused past ``limit`` bytes (Content-Length first, then as read) or
+    when it has not arrived whole within ``timeout`` seconds (408: uvicorn has no body read
+    timeout, and a stalled body would hold its connection and this task forever)."""
     if length is not None:
         try:
             declared = int(length)
@@ -30,6 +35,21 @@ async def read_body(receive: Receive, length: bytes | None, limit: int) -> bytes
                 error_code=protocol.LIMIT,
                 reason="body_too_large",
             )
+    if timeout is None:
+        return await _read(receive, limit)
+    try:
+        async with asyncio.timeout(timeout):
+            return await _read(receive, limit)
+    except TimeoutError:
+        raise ProtocolError(
+            f"request body not received within {timeout:g} s",
+            status=408,
+            error_code="REQUEST_TIMEOUT",
+            reason="body_timeout",
+        ) from None
+
+
+async def _read(receive: Receive, limit: int) -> bytes:
     parts: list[bytes] = []
     size = 0
     while True:

@@ -30,6 +30,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="airflow-mlops serve",
         description="Serve ONNX model versions over the MLflow and Open Inference protocols.",
+        # No prefixes: the retired --admin-token must fail, not pass for --admin-token-file.
+        allow_abbrev=False,
     )
     p.add_argument(
         "--config",
@@ -56,7 +58,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-rows", type=int, help="most rows per request")
     p.add_argument("--max-body-bytes", type=int, help="largest request body")
     p.add_argument("--tracking-uri", help="MLflow tracking URI for models:/ sources")
-    p.add_argument("--admin-token", help="require X-Admin-Token on /admin/*")
+    # A token file, never the token: a command line is visible to every user (ps).
+    p.add_argument(
+        "--admin-token-file",
+        help="file holding the /admin/* Bearer token (else $MLOPS_SERVING_ADMIN_TOKEN; "
+        "without either, admin is off)",
+    )
     p.add_argument("--no-admin", action="store_true", help="disable /admin/*")
     p.add_argument("--host", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="TCP port (default 8080)")
@@ -107,8 +114,8 @@ def build_config(args: argparse.Namespace) -> ServingConfig:
         limits["max_body_bytes"] = args.max_body_bytes
     raw["limits"] = limits or None
     admin = dict(raw.get("admin") or {})
-    if args.admin_token:
-        admin["token"] = args.admin_token
+    if args.admin_token_file:
+        admin["token_file"] = args.admin_token_file
     if args.no_admin:
         admin["enabled"] = False
     raw["admin"] = admin or None
@@ -119,24 +126,32 @@ def build_config(args: argparse.Namespace) -> ServingConfig:
 
 
 def run(config: ServingConfig, log_level: str = "info") -> None:
-    """Serve ``config`` with uvicorn until interrupted (uvloop + httptools when installed)."""
+    """Serve ``config`` with uvicorn until interrupted (uvloop + httptools when installed).
+
+    Connection limits (``config.connections``): the head deadline is this package's protocol
+    subclass (:mod:`.connections`), the body deadline the app's, idle keep-alive and the
+    connection limit uvicorn's own settings.
+    """
     import uvicorn
 
     from airflow_mlops.serving.app import create_app
+    from airflow_mlops.serving.connections import protocol_class
 
     # The capture writer thread shares the GIL with the event loop: hand it over every 0.5 ms
     # instead of 5 ms so a table build cannot stall answers for long (single-row p99 at 100%
     # capture: see docs/serving.md).
     sys.setswitchinterval(0.0005)
 
-    loop = "auto"
-    http = "auto"
+    limits = config.connections
     uvicorn.run(
         create_app(config),
         host=config.host,
         port=config.port,
-        loop=loop,
-        http=http,
+        loop="auto",
+        http=protocol_class(limits),
+        timeout_keep_alive=limits.keep_alive_timeout,  # type: ignore[arg-type]  # a float works
+        limit_concurrency=limits.max_connections,
+        h11_max_incomplete_event_size=limits.max_header_bytes,
         log_level=log_level,
         access_log=False,
         lifespan="on",
@@ -156,5 +171,9 @@ def serve(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, OSError, ValueError) as exc:
         print(f"airflow-mlops serve: {exc}", file=sys.stderr)
         return 2
-    run(config, args.log_level)
+    try:
+        run(config, args.log_level)
+    except ConfigError as exc:  # raised before serving: an unreadable admin token file
+        print(f"airflow-mlops serve: {exc}", file=sys.stderr)
+        return 2
     return 0

@@ -12,9 +12,12 @@ Metric names (a contract with the rollout analysis):
 - ``mlops_predictions_total{model,version,label}``
 - ``mlops_shadow_requests_total{model,version}``,
   ``mlops_shadow_agreement_total{model,version,agree}`` (rows whose shadow label equals the
-  answered label, ``agree="true"``, or not)
+  answered label, ``agree="true"``, or not), ``mlops_shadow_dropped_total{model,version}``
+  (large mirrored batches not scored because the shadow worker was busy)
 - ``mlops_route_weight{model,version}`` (gauge, 0..1)
 - ``mlops_capture_rows_total{model,version}``, ``mlops_capture_dropped_total{model}``
+
+The series of a version disappear when it is unloaded (:meth:`Metrics.forget`).
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ _HELP = {
     "mlops_predictions_total": ("counter", "Predicted rows by label."),
     "mlops_shadow_requests_total": ("counter", "Requests mirrored to the shadow version."),
     "mlops_shadow_agreement_total": ("counter", "Mirrored rows whose shadow label agreed."),
+    "mlops_shadow_dropped_total": ("counter", "Mirrored requests dropped: shadow worker busy."),
     "mlops_route_weight": ("gauge", "Share of routed traffic per version (0..1)."),
     "mlops_capture_rows_total": ("counter", "Captured rows written to Parquet."),
     "mlops_capture_dropped_total": ("counter", "Captured rows dropped (queue full, write error)."),
@@ -84,6 +88,7 @@ class Metrics:
         self.predictions: dict[tuple[str, str], int] = defaultdict(int)
         self.shadow_requests: dict[str, int] = defaultdict(int)
         self.shadow_agreement: dict[tuple[str, str], int] = defaultdict(int)
+        self.shadow_dropped: dict[str, int] = defaultdict(int)
         self.weights: dict[str, float] = {}
         self.capture_rows: dict[str, int] = defaultdict(int)
         self.capture_dropped = 0
@@ -114,6 +119,33 @@ class Metrics:
         self.shadow_requests[version] += 1
         self.shadow_agreement[(version, "true")] += agree
         self.shadow_agreement[(version, "false")] += disagree
+
+    def shadow_busy(self, version: str) -> None:
+        self.shadow_dropped[version] += 1
+
+    def forget(self, version: str) -> None:
+        """Drop every series of ``version`` (unloaded: its counters would otherwise be
+        exported, frozen, for the life of the process)."""
+        tables: tuple[dict[Any, Any], ...] = (
+            self.requests,
+            self.errors,
+            self.predictions,
+            self.shadow_agreement,
+        )
+        for table in tables:
+            for key in [k for k in table if k[0] == version]:
+                del table[key]
+        by_version: tuple[dict[str, Any], ...] = (
+            self.shadow_requests,
+            self.shadow_dropped,
+            self.weights,
+            self._lat_sum,
+            self._lat_counts,
+        )
+        for simple in by_version:
+            simple.pop(version, None)
+        with self._lock:
+            self.capture_rows.pop(version, None)
 
     def set_weights(self, weights: dict[str, float]) -> None:
         # Versions taken out of the routes stay listed with 0 so dashboards see the drop.
@@ -174,6 +206,9 @@ class Metrics:
                 f'mlops_shadow_agreement_total{{model="{m}",version="{_escape(v)}",'
                 f'agree="{agree}"}} {n}\n'
             )
+        head("mlops_shadow_dropped_total")
+        for v, n in list(self.shadow_dropped.items()):
+            out.append(f'mlops_shadow_dropped_total{{model="{m}",version="{_escape(v)}"}} {n}\n')
         head("mlops_route_weight")
         for v, w in list(self.weights.items()):
             out.append(f'mlops_route_weight{{model="{m}",version="{_escape(v)}"}} {_fmt(w)}\n')

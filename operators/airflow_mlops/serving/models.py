@@ -15,7 +15,9 @@ here). MLflow is imported only to download a registered version.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -41,6 +43,8 @@ from airflow_mlops.core.model.session import load_session
 
 if TYPE_CHECKING:
     import onnxruntime
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "LoadError",
@@ -94,6 +98,15 @@ class LoadedVersion:
     session: onnxruntime.InferenceSession
     label_kind: str
     load_seconds: float
+    download_dir: str | None = None
+
+    def release(self) -> None:
+        """Remove the version's downloaded files (``models:/`` sources); the session keeps
+        the graph in memory, so requests in flight are unaffected."""
+        folder, self.download_dir = self.download_dir, None
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
+            log.info("removed the download of version %s (%s)", self.version, folder)
 
     def run(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Labels ``[N]`` and probabilities ``[N, n_classes]`` for a feed."""
@@ -103,8 +116,11 @@ class LoadedVersion:
 
 def _download(
     source: str, tracking_uri: str | None, cache_dir: str | None
-) -> tuple[ModelMeta, Path]:
-    """Download a registered version (lazy mlflow import); read its metadata."""
+) -> tuple[ModelMeta, Path, str]:
+    """Download a registered version (lazy mlflow import); read its metadata.
+
+    Returns the metadata, the ONNX file and the download folder (removed here on failure).
+    """
     from airflow_mlops.core.registry import versions as registry
     from airflow_mlops.core.registry.tracking import TrackingConfig
 
@@ -122,14 +138,17 @@ def _download(
     if found is None:
         raise LoadError(f"{source}: no such version in the registry at {uri}")
     dst = tempfile.mkdtemp(prefix=f"mlops-serve-{name}-{found.version}-", dir=cache_dir)
-    onnx_path = Path(registry.download_onnx(tracking, f"models:/{name}/{found.version}", dst))
-    mlmodels = sorted(Path(dst).rglob("MLmodel"))
-    if mlmodels:
+    try:
+        onnx_path = Path(registry.download_onnx(tracking, f"models:/{name}/{found.version}", dst))
+        mlmodels = sorted(Path(dst).rglob("MLmodel"))
+        if not mlmodels:
+            classes = json.loads(found.tags.get("mlops.classes", "[]"))
+            raise LoadError(f"{source}: downloaded version has no MLmodel file (classes {classes})")
         meta = meta_from_mlmodel(mlmodels[0], name, found.version)
-    else:
-        classes = json.loads(found.tags.get("mlops.classes", "[]"))
-        raise LoadError(f"{source}: downloaded version has no MLmodel file (classes {classes})")
-    return meta, onnx_path
+    except BaseException:
+        shutil.rmtree(dst, ignore_errors=True)
+        raise
+    return meta, onnx_path, dst
 
 
 def load_version(
@@ -146,9 +165,29 @@ def load_version(
     score is refused before it can receive traffic.
     """
     started = time.perf_counter()
+    download: list[str] = []
+    try:
+        loaded = _load_checked(version, source, tracking_uri, threads, cache_dir, download)
+    except BaseException:
+        for folder in download:  # a version that cannot serve leaves no download behind
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    loaded.load_seconds = time.perf_counter() - started
+    return loaded
+
+
+def _load_checked(
+    version: str,
+    source: str,
+    tracking_uri: str | None,
+    threads: int,
+    cache_dir: str | None,
+    download: list[str],
+) -> LoadedVersion:
     try:
         if source.startswith(MODELS_SCHEME):
-            meta, onnx_path = _download(source, tracking_uri, cache_dir)
+            meta, onnx_path, folder = _download(source, tracking_uri, cache_dir)
+            download.append(folder)
         else:
             meta, onnx_path = read_model_folder(source)
         # Spinning intra-op threads, ONNX Runtime's default: a request does not wait for a wake-up.
@@ -179,6 +218,7 @@ def load_version(
         session=session,
         label_kind="string" if "string" in label_type else "long",
         load_seconds=0.0,
+        download_dir=download[0] if download else None,
     )
     try:
         _, proba = loaded.run(check_row_feed(meta.numeric_features, meta.categorical_features))
@@ -191,5 +231,4 @@ def load_version(
             f"version {version} from {source}: probabilities shape {proba.shape} does not "
             f"match {len(meta.classes)} classes"
         )
-    loaded.load_seconds = time.perf_counter() - started
     return loaded

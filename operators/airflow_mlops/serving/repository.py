@@ -62,6 +62,17 @@ class VersionRepository:
         self.table = table
         self.metrics.set_weights(dict(table.weights))
 
+    def unload(self, versions: list[LoadedVersion]) -> None:
+        """Forget versions that no longer serve: their downloads and metric series go."""
+        for lv in versions:
+            lv.release()
+            self.metrics.forget(lv.version)
+
+    def close(self) -> None:
+        """Remove the downloads of every loaded version (shutdown; blocking)."""
+        for lv in self.versions.values():
+            lv.release()
+
     def default_version(self) -> str | None:
         """The version taking most traffic (what an unversioned metadata request describes)."""
         weights = self.table.weights

@@ -13,6 +13,15 @@ from airflow_mlops.serving.config import ServingConfig
 from airflow_mlops.serving.metrics import metric_sum, parse_prometheus
 from airflow_mlops.serving.models import LoadError, load_version
 
+TOKEN = "t0ken-for-tests"
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(autouse=True)
+def admin_token(monkeypatch):
+    """Admin is off without a token: these tests drive it with one from the environment."""
+    monkeypatch.setenv("MLOPS_SERVING_ADMIN_TOKEN", TOKEN)
+
 
 def make_client(model_folders, **over) -> TestClient:
     raw = {
@@ -20,9 +29,10 @@ def make_client(model_folders, **over) -> TestClient:
         "versions": {v: str(p) for v, p in model_folders.items()},
         "routes": {"1": 1},
         "capture": {"dir": ""},
+        "admin": {"model_root": str(model_folders["1"].parent)},
         **over,
     }
-    return TestClient(create_app(ServingConfig.from_dict(raw), seed=0))
+    return TestClient(create_app(ServingConfig.from_dict(raw), seed=0), headers=AUTH)
 
 
 def test_invocations_answer_like_the_model(model_folders, rows):
@@ -182,7 +192,7 @@ def test_admin_refuses_a_version_that_fails_to_load(model_folders, tmp_path, row
             }
         )
     )
-    with make_client(model_folders) as client:
+    with make_client(model_folders, admin={"model_root": str(tmp_path)}) as client:
         resp = client.put(
             "/admin/routes", json={"routes": {"1": 50, "9": 50}, "sources": {"9": str(broken)}}
         )
@@ -205,10 +215,11 @@ def test_admin_refuses_a_version_that_fails_to_load(model_folders, tmp_path, row
 @pytest.mark.parametrize(
     ("admin", "headers", "status"),
     [
-        ({"enabled": False}, {}, 404),
-        ({"token": "s3cret"}, {}, 403),
-        ({"token": "s3cret"}, {"x-admin-token": "wrong"}, 403),
-        ({"token": "s3cret"}, {"x-admin-token": "s3cret"}, 200),
+        ({"enabled": False}, AUTH, 404),
+        ({"token_env": "NO_SUCH_TOKEN_VARIABLE"}, AUTH, 403),
+        ({}, {"authorization": ""}, 401),
+        ({}, {"authorization": "Bearer wrong"}, 401),
+        ({}, AUTH, 200),
     ],
 )
 def test_admin_can_be_disabled_or_guarded(model_folders, admin, headers, status):

@@ -66,8 +66,8 @@ def test_flags_override_the_file(tmp_path):
             "",
             "--max-rows",
             "10",
-            "--admin-token",
-            "t",
+            "--admin-token-file",
+            str(tmp_path / "token"),
             "--port",
             "9100",
         ]
@@ -76,7 +76,7 @@ def test_flags_override_the_file(tmp_path):
     assert config.routes == {"1": 0.9, "2": 0.1}
     assert config.shadow is not None and config.shadow.share == 0.5
     assert not config.capture.enabled and config.limits.max_rows == 10
-    assert config.admin.token == "t" and config.port == 9100
+    assert config.admin.token_file == str(tmp_path / "token") and config.port == 9100
     assert load_serving_config(path).port == 9000
 
 

@@ -356,13 +356,20 @@ def build_wheel(dst_dir: Path, package_dir: Path | None = None) -> Path:
 def serving_config(
     name: str, version: str, source: str, *, host: str, port: int, capture_dir: str | None
 ) -> dict[str, Any]:
-    """A one-version server config in the scoring server's format."""
+    """A one-version server config in the scoring server's format.
+
+    Admin stays off (no token file, no model root): an image bound to 0.0.0.0 must not take
+    anonymous route changes. To turn it on, mount a Secret and pass its path as container args
+    (``--admin-token-file /var/run/secrets/mlops-admin/token``) or set
+    ``MLOPS_SERVING_ADMIN_TOKEN`` from it.
+    """
     return {
         "model": name,
         "versions": {str(version): source},
         "routes": {str(version): 100},
         "shadow": None,
         "capture": {"dir": capture_dir, "sample_rate": 0.0 if capture_dir is None else 0.05},
+        "admin": {"enabled": True, "token_file": None, "model_root": None},
         "host": host,
         "port": port,
     }
@@ -399,6 +406,8 @@ USER {APP_UID}:{APP_UID}
 EXPOSE {port}
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \\
   CMD ["python", "-c", "{probe}"]
+# Admin (/admin/*) is off unless a token is given: mount a Secret and append
+#   --admin-token-file <path>   (or set MLOPS_SERVING_ADMIN_TOKEN from it)
 ENTRYPOINT ["python", "-m", "airflow_mlops.serving", "--config", "/app/serving.json"]
 """
 

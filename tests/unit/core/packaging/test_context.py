@@ -136,3 +136,27 @@ def test_build_image_context_only_says_no_image_was_built(tmp_path):
 def test_image_repository_is_lower_case_and_prefixed():
     assert packaging.image_repository("Demo_Churn") == "mlops/demo_churn"
     assert packaging.image_repository("x", "ghcr.io/acme/") == "ghcr.io/acme/mlops/x"
+
+
+def test_the_image_config_keeps_admin_off_unless_a_token_file_is_mounted(tmp_path, monkeypatch):
+    from starlette.testclient import TestClient
+
+    from airflow_mlops.serving.app import create_app
+    from airflow_mlops.serving.config import ServingConfig
+
+    monkeypatch.delenv("MLOPS_SERVING_ADMIN_TOKEN", raising=False)
+    raw = packaging.serving_config(
+        "m", "1", "/app/model", host="0.0.0.0", port=8080, capture_dir="/tmp/capture"
+    )
+    assert raw["host"] == "0.0.0.0"
+    assert raw["admin"] == {"enabled": True, "token_file": None, "model_root": None}
+    # No lifespan: nothing is loaded, the admin guard answers on its own.
+    anonymous = TestClient(create_app(ServingConfig.from_dict(raw))).get("/admin/routes")
+    assert anonymous.status_code == 403, anonymous.text
+    secret = tmp_path / "token"
+    secret.write_text("mounted-secret\n")
+    mounted = ServingConfig.from_dict({**raw, "admin": {"token_file": str(secret)}})
+    client = TestClient(create_app(mounted))
+    assert client.get("/admin/routes").status_code == 401
+    ok = client.get("/admin/routes", headers={"authorization": "Bearer mounted-secret"})
+    assert ok.status_code == 200

@@ -4,6 +4,12 @@ Model versions are written as local model folders (``model.onnx`` + ``model.json
 target's work folder, so the server never needs MLflow. The server's URL and pid are kept in
 ``<work_dir>/server.json``: a later task (another process) connects to the same server instead
 of starting a second one.
+
+Each start generates the server's admin token into ``<work_dir>/admin.token`` (mode 0600,
+named in the server config, never on its command line, which ``ps`` shows to every user);
+every admin call sends it as a Bearer token. The server may load folders only under
+``<work_dir>/models``. A server given by ``local.url`` is driven with the token in
+``MLOPS_SERVING_ADMIN_TOKEN``.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -31,12 +38,23 @@ from airflow_mlops.core.rollout.targets.base import CanaryUnhealthy
 log = logging.getLogger(__name__)
 
 
-def http(method: str, url: str, body: Any = None, timeout: float = 10.0) -> tuple[int, str]:
+ADMIN_TOKEN_ENV = "MLOPS_SERVING_ADMIN_TOKEN"
+
+
+def http(
+    method: str,
+    url: str,
+    body: Any = None,
+    timeout: float = 10.0,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, str]:
     """One HTTP exchange with JSON in and text out; connection errors raise ``OSError``."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method)
     if data is not None:
         request.add_header("Content-Type", "application/json")
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read().decode()
@@ -93,6 +111,27 @@ class LocalTarget:
     def state_file(self) -> Path:
         return self.work_dir / "server.json"
 
+    @property
+    def token_file(self) -> Path:
+        """The admin token of the server this target started (0600)."""
+        return self.work_dir / "admin.token"
+
+    def _new_token(self) -> None:
+        token = secrets.token_urlsafe(32)
+        fd = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # an older file may have been made with other bits
+            os.write(fd, token.encode() + b"\n")
+        finally:
+            os.close(fd)
+
+    def _admin_headers(self) -> dict[str, str]:
+        try:
+            token = self.token_file.read_text().strip()
+        except OSError:
+            token = os.environ.get(ADMIN_TOKEN_ENV, "").strip()
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
     def _recorded_url(self) -> str | None:
         try:
             state = json.loads(self.state_file.read_text())
@@ -138,10 +177,15 @@ class LocalTarget:
                 "dir": self.spec.capture_dir or "",
                 "sample_rate": self.spec.capture_sample_rate if self.spec.capture_dir else 0.0,
             },
+            "admin": {
+                "token_file": str(self.token_file.resolve()),
+                "model_root": str((self.work_dir / "models").resolve()),
+            },
             "host": self.spec.host,
             "port": port,
         }
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._new_token()
         config_path = self.work_dir / "serving.json"
         config_path.write_text(json.dumps(config, indent=2))
         log_path = self.work_dir / "server.log"
@@ -234,12 +278,13 @@ class LocalTarget:
 
         self._url = self.spec.url
         self.state_file.unlink(missing_ok=True)
+        self.token_file.unlink(missing_ok=True)
         for version in served:
             records.clear(self.tracking, self.model, version, self.name)
 
     def routes(self) -> dict[str, Any]:
         """``GET /admin/routes``."""
-        status, text = http("GET", f"{self.url}/admin/routes")
+        status, text = http("GET", f"{self.url}/admin/routes", headers=self._admin_headers())
         if status != 200:
             raise RuntimeError(f"GET {self.url}/admin/routes answered {status}: {text[:300]}")
         return dict(json.loads(text))
@@ -251,7 +296,9 @@ class LocalTarget:
         return max(weights, key=lambda v: weights[v]) if weights else None
 
     def _put(self, body: dict[str, Any]) -> tuple[int, str]:
-        return http("PUT", f"{self.url}/admin/routes", body, timeout=120)
+        return http(
+            "PUT", f"{self.url}/admin/routes", body, timeout=120, headers=self._admin_headers()
+        )
 
     def deploy_canary(self, version: str, baseline: str | None, shadow_share: float) -> None:
         if not self.running:

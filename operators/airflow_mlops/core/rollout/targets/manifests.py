@@ -4,12 +4,17 @@ Per version: a ``Deployment`` (resources from the version's profiling tags when 
 probes on the Open Inference Protocol health endpoints, a non-root read-only security context)
 and a ``Service``. Per model: one stable ``Service`` over every version and a Gateway API
 ``HTTPRoute`` whose weighted ``backendRefs`` split the traffic between version Services.
+
+The HTTPRoute matches only the prediction and health paths (:func:`public_matches`): ``/admin``
+and ``/metrics`` are never reachable through the gateway. Prometheus scrapes ``/metrics`` on
+each pod, found by the ``prometheus.io/*`` annotations of the pod template.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import quote
 
 from airflow_mlops.core.rollout.policy import KubernetesSpec
 
@@ -30,6 +35,31 @@ def slug(name: str) -> str:
 def version_name(model: str, version: str) -> str:
     """The Deployment and Service name of one version: ``<slug>-v<version>``."""
     return f"{slug(model)}-v{version}"
+
+
+def public_matches(model: str) -> list[dict[str, Any]]:
+    """The HTTPRoute path matches: what the scoring server answers to clients, nothing else.
+
+    ``PathPrefix`` matches whole path elements (``/v2/models/churn`` matches
+    ``/v2/models/churn/infer``, not ``/v2/models/churnx``).
+    """
+    return [
+        {"path": {"type": "Exact", "value": "/invocations"}},
+        {"path": {"type": "PathPrefix", "value": f"/v2/models/{quote(model, safe='')}"}},
+        {"path": {"type": "PathPrefix", "value": "/v2/health"}},
+        {"path": {"type": "Exact", "value": "/v2"}},
+        {"path": {"type": "Exact", "value": "/health"}},
+        {"path": {"type": "Exact", "value": "/ping"}},
+    ]
+
+
+def scrape_annotations(port: int) -> dict[str, str]:
+    """Prometheus annotations of a server pod: ``/metrics`` is scraped on the pod itself."""
+    return {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(port),
+        "prometheus.io/path": "/metrics",
+    }
 
 
 def labels(model: str, version: str | None = None) -> dict[str, str]:
@@ -92,7 +122,10 @@ def deployment(
                 "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
             },
             "template": {
-                "metadata": {"labels": labels(model, version), "annotations": annotations},
+                "metadata": {
+                    "labels": labels(model, version),
+                    "annotations": {**annotations, **scrape_annotations(spec.port)},
+                },
                 "spec": _pod_spec(image, spec, tags or {}),
             },
         },
@@ -180,7 +213,8 @@ def service(model: str, version: str | None, spec: KubernetesSpec) -> dict[str, 
 
 
 def httproute(model: str, weights: dict[str, int], spec: KubernetesSpec) -> dict[str, Any]:
-    """The model's HTTPRoute: one rule, one weighted backend per version Service."""
+    """The model's HTTPRoute: one rule on the public paths (:func:`public_matches`), one
+    weighted backend per version Service."""
     gateway = spec.gateway
     parent: dict[str, Any] = {"group": GATEWAY_GROUP, "kind": "Gateway", "name": gateway["name"]}
     if gateway.get("namespace"):
@@ -191,7 +225,7 @@ def httproute(model: str, weights: dict[str, int], spec: KubernetesSpec) -> dict
         "parentRefs": [parent],
         "rules": [
             {
-                "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                "matches": public_matches(model),
                 "backendRefs": [
                     {
                         "group": "",

@@ -136,3 +136,54 @@ def test_httproute_schema_catches_mistakes(mutate, what):
     mutate(doc)
     with pytest.raises(jsonschema.ValidationError):
         _validate_route(doc)
+
+
+def _routed(doc, path: str) -> bool:
+    """Whether the gateway would send ``path`` to the backends (Gateway API path semantics:
+    PathPrefix matches whole path elements)."""
+    for rule in doc["spec"]["rules"]:
+        for match in rule["matches"]:
+            kind, value = match["path"]["type"], match["path"]["value"]
+            if kind == "Exact" and path == value:
+                return True
+            if kind == "PathPrefix" and (
+                path == value.rstrip("/") or path.startswith(value.rstrip("/") + "/")
+            ):
+                return True
+    return False
+
+
+def test_httproute_exposes_prediction_and_health_paths_only():
+    doc = manifests.httproute("Demo_Churn", {"1": 100}, SPEC)
+    _validate_route(doc)
+    for path in (
+        "/invocations",
+        "/v2/models/Demo_Churn/infer",
+        "/v2/models/Demo_Churn/versions/1/infer",
+        "/v2/models/Demo_Churn",
+        "/v2/models/Demo_Churn/ready",
+        "/v2/health/ready",
+        "/v2/health/live",
+        "/v2",
+        "/health",
+        "/ping",
+    ):
+        assert _routed(doc, path), path
+    for path in (
+        "/admin/routes",
+        "/metrics",
+        "/",
+        "/v2/models/other/infer",
+        "/v2/models/Demo_ChurnX/infer",
+        "/invocations/x",
+    ):
+        assert not _routed(doc, path), path
+
+
+def test_metrics_are_scraped_on_the_pod_not_through_the_gateway():
+    doc = manifests.deployment("m", "3", "mlops/m:3", SPEC)
+    annotations = doc["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert annotations["prometheus.io/port"] == str(SPEC.port)
+    kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
