@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ __all__ = [
     "RUNNERS",
     "ScoreResult",
     "ScoringError",
+    "check_distinct",
     "default_rejects_uri",
     "join",
     "mlops_home",
@@ -126,3 +128,28 @@ def default_rejects_uri(output_uri: str) -> str:
     """
     parent, _, base = output_uri.rstrip("/").rpartition("/")
     return join(parent, "_rejects", base) if parent else join("_rejects", base)
+
+
+def check_distinct(targets: Iterable[tuple[str, str]], what: str) -> None:
+    """Refuse inputs that would write one target: ``targets`` are ``(input, target)`` pairs.
+
+    Two inputs of one name (``part-x.csv`` and ``part-x.parquet``) would write the same
+    predictions, rejects and sample files, the second replacing the first while the run still
+    counted both.
+
+    :param what: what the target is, for the message (``"output"``, ``"partition name"``).
+    :raises ScoringError: naming every input of each shared target.
+    """
+    seen: dict[str, list[str]] = {}
+    for source, target in targets:
+        seen.setdefault(target, []).append(source)
+    shared = {target: sources for target, sources in seen.items() if len(sources) > 1}
+    if shared:
+        listed = "; ".join(
+            f"{' and '.join(sources)} would write the same {what} {target}"
+            for target, sources in shared.items()
+        )
+        raise ScoringError(
+            f"{listed} (the later would replace the earlier's predictions, rejects and "
+            "monitoring sample): rename one of them, or give each its own folder"
+        )
