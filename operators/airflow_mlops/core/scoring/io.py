@@ -41,6 +41,7 @@ from airflow_mlops.core.data.io import (
     _url_to_fs,
     atomic_output,
     shown,
+    temporary_target,
 )
 from airflow_mlops.core.model.feed import as_inputs, categorical_from_arrow, numeric_from_arrow
 from airflow_mlops.core.scoring.types import ScoringError
@@ -57,6 +58,7 @@ __all__ = [
     "rejects_batch",
     "rejects_schema",
     "remove_if_exists",
+    "remove_stale_temporaries",
     "sample_table",
 ]
 
@@ -472,6 +474,36 @@ class LazyWriter:
             self._ctx.__exit__(*exc)
             raise
         self._ctx.__exit__(*exc)
+
+
+def remove_stale_temporaries(uri: str) -> list[str]:
+    """Remove what killed tries of ``uri`` left: its :func:`atomic_output` temporaries.
+
+    A task killed mid-partition (SIGKILL, a lost worker) leaves its temporaries beside the
+    targets, never renamed and never removed. Only temporaries named for this exact target are
+    removed (``.part-0.parquet.<token>.tmp`` for ``part-0.parquet``): another partition's,
+    still being written beside it, stays. Works wherever fsspec lists (local, ``s3://``).
+
+    :returns: the paths removed.
+    """
+    fs, path = _url_to_fs(uri)
+    parent, _, base = path.rstrip("/").rpartition("/")
+    if not parent:
+        return []
+    fs.invalidate_cache(parent)  # a listing cached by this process would miss a leftover
+    try:
+        names = fs.ls(parent, detail=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    removed = []
+    for name in names:
+        if temporary_target(str(name).rstrip("/").rsplit("/", 1)[-1]) == base:
+            try:
+                fs.rm(name)
+            except FileNotFoundError:  # gone meanwhile
+                continue
+            removed.append(str(name))
+    return removed
 
 
 def remove_if_exists(uri: str) -> None:

@@ -12,8 +12,10 @@ count is the number of cores the process may use, and writes
   ``{monitoring_dir}/model=<name>/source=batch/version=<v>/date=<date>/<partition>.parquet``.
 
 Outputs are written to a temporary name in their folder and renamed when complete, so a failed
-or retried run never leaves half a file, and re-running a partition replaces its files. Output
-rows + rejected rows = input rows, always (checked before the rename).
+or retried run never leaves half a file, and re-running a partition replaces its files. A try
+that was killed (no cleanup ran) leaves its temporaries behind: the next try of the partition
+removes them first (its own only). Output rows + rejected rows = input rows, always (checked
+before the rename).
 
 An input with no rows is not an error: the result says 0 rows and an empty output file (with
 the full schema) is written, so downstream readers of the date see the partition was scored.
@@ -210,6 +212,7 @@ def score_partition(
     reset_peak_rss()
     opts = ScoringOptions.merge(options, keywords)
     setup = _PartitionSetup.open(input_uri, output_uri, model, opts, session)
+    _remove_stale_temporaries(setup)
     scorer = _stream(setup, output_uri)
     return _finish(setup, scorer, started)
 
@@ -232,6 +235,7 @@ class _PartitionSetup:
     label_type: pa.DataType
     scored_at: pa.Scalar
     prob_names: list[str]
+    sample_uri: str | None
 
     @classmethod
     def open(
@@ -281,7 +285,12 @@ class _PartitionSetup:
             label_type=_label_type(session),
             scored_at=pa.scalar(datetime.now(UTC), type=pa.timestamp("us", tz="UTC")),
             prob_names=[f"probability_{c}" for c in model.classes],
+            sample_uri=_sample_uri(opts, model, label),
         )
+
+    def targets(self) -> list[str]:
+        """Every file this partition may write: output, rejects, and the sample if kept."""
+        return [self.output_uri, self.rejects_uri, *([self.sample_uri] if self.sample_uri else [])]
 
     def decoded(self) -> Iterator[tuple[pa.RecordBatch, Feed]]:
         """Every batch of the input with its ONNX Runtime feed."""
@@ -434,6 +443,15 @@ def _stream(setup: _PartitionSetup, output_uri: str) -> _BatchScorer:
     return scorer
 
 
+def _remove_stale_temporaries(setup: _PartitionSetup) -> None:
+    """What a killed earlier try of this partition left, before this try writes anything."""
+    from airflow_mlops.core.scoring.io import remove_stale_temporaries
+
+    for target in setup.targets():
+        for path in remove_stale_temporaries(target):
+            log.warning("partition %s: removed %s, left by an earlier try", setup.label, path)
+
+
 def _rejects_schema(setup: _PartitionSetup) -> pa.Schema:
     from airflow_mlops.core.scoring.io import rejects_schema
 
@@ -479,28 +497,33 @@ def _finish(setup: _PartitionSetup, scorer: _BatchScorer, started: float) -> Sco
     return result
 
 
-def _write_sample(setup: _PartitionSetup, reservoir: Reservoir) -> str | None:
-    """The sample in the monitoring layout (see the module docstring), if one is kept."""
-    import pyarrow as pa
-
-    from airflow_mlops.core.data.io import write_parquet_atomic
-
-    opts, model = setup.options, setup.model
-    sample = reservoir.result()
-    if not opts.monitoring_dir or sample is None:
+def _sample_uri(opts: ScoringOptions, model: ResolvedModel, label: str) -> str | None:
+    """Where the monitoring sample goes (see the module docstring), if one is kept."""
+    if not opts.monitoring_dir or opts.sample_rows <= 0:
         return None
     date = opts.sample_date or datetime.now(UTC).strftime("%Y-%m-%d")
-    sample_uri = join(
+    return join(
         opts.monitoring_dir,
         f"model={model.name}",
         "source=batch",
         f"version={model.version}",
         f"date={date}",
-        f"{setup.label}.parquet",
+        f"{label}.parquet",
     )
+
+
+def _write_sample(setup: _PartitionSetup, reservoir: Reservoir) -> str | None:
+    """The sample at :func:`_sample_uri`, if one is kept and a row was scored."""
+    import pyarrow as pa
+
+    from airflow_mlops.core.data.io import write_parquet_atomic
+
+    sample = reservoir.result()
+    if setup.sample_uri is None or sample is None:
+        return None
     scored_at = pa.repeat(setup.scored_at, sample.num_rows)
-    write_parquet_atomic(sample.append_column("scored_at", scored_at), sample_uri)
-    return sample_uri
+    write_parquet_atomic(sample.append_column("scored_at", scored_at), setup.sample_uri)
+    return setup.sample_uri
 
 
 def _chain(first: list[pa.RecordBatch], rest: Any) -> Any:
