@@ -15,7 +15,8 @@ Outputs are written to a temporary name in their folder and renamed when complet
 or retried run never leaves half a file, and re-running a partition replaces its files. A try
 that was killed (no cleanup ran) leaves its temporaries behind: the next try of the partition
 removes them first (its own only). Output rows + rejected rows = input rows, always (checked
-before the rename).
+before the rename). Missing values and unseen categories of the scored rows are counted per
+column in the result.
 
 An input with no rows is not an error: the result says 0 rows and an empty output file (with
 the full schema) is written, so downstream readers of the date see the partition was scored.
@@ -236,6 +237,8 @@ class _PartitionSetup:
     scored_at: pa.Scalar
     prob_names: list[str]
     sample_uri: str | None
+    known: dict[str, pa.Array]
+    unknown: list[str]
 
     @classmethod
     def open(
@@ -254,6 +257,7 @@ class _PartitionSetup:
         import pyarrow as pa
 
         from airflow_mlops.core.model.session import load_session
+        from airflow_mlops.core.scoring.categories import known_categories
         from airflow_mlops.core.scoring.io import InputSource
 
         label = opts.partition or partition_name(input_uri)
@@ -270,6 +274,7 @@ class _PartitionSetup:
         source.check()
         if session is None:
             session = load_session(model.onnx_path, opts.threads or available_cores())
+        known = known_categories(model.onnx_path, categorical) if categorical else {}
         return cls(
             input_uri=input_uri,
             output_uri=output_uri,
@@ -286,6 +291,8 @@ class _PartitionSetup:
             scored_at=pa.scalar(datetime.now(UTC), type=pa.timestamp("us", tz="UTC")),
             prob_names=[f"probability_{c}" for c in model.classes],
             sample_uri=_sample_uri(opts, model, label),
+            known={c: pa.array(sorted(k), pa.string()) for c, k in known.items() if k is not None},
+            unknown=[c for c, k in known.items() if k is None],
         )
 
     def targets(self) -> list[str]:
@@ -297,7 +304,7 @@ class _PartitionSetup:
         from airflow_mlops.core.scoring.io import build_feed
 
         for batch in self.source.batches():
-            yield batch, build_feed(batch, self.numeric, self.categorical, self.keys)
+            yield batch, build_feed(batch, self.numeric, self.categorical, self.keys, self.known)
 
 
 class _BatchScorer:
@@ -314,6 +321,8 @@ class _BatchScorer:
         self.setup, self.schema = setup, schema
         self.writer, self.rejects, self.reservoir = writer, rejects, reservoir
         self.rows_in = self.rows_out = self.rows_rejected = 0
+        self.missing: dict[str, int] = {}
+        self.unseen: dict[str, int] = {}
 
     def add(self, batch: pa.RecordBatch, feed: Feed) -> None:
         """Write the batch's rejected rows aside, score the rest and write their predictions."""
@@ -322,6 +331,9 @@ class _BatchScorer:
         from airflow_mlops.core.scoring.io import rejects_batch
 
         self.rows_in += batch.num_rows
+        for counts, add in ((self.missing, feed.missing), (self.unseen, feed.unseen)):
+            for column, n in add.items():
+                counts[column] = counts.get(column, 0) + n
         mask = feed.rejected()
         inputs = feed.inputs
         if mask is not None:
@@ -482,6 +494,11 @@ def _finish(setup: _PartitionSetup, scorer: _BatchScorer, started: float) -> Sco
         rows_per_second=round(scorer.rows_in / seconds, 1) if seconds > 0 else 0.0,
         peak_rss_mb=round(peak_rss_mb(), 1),
         sample_uri=sample_uri,
+        missing_values=_in_order(scorer.missing, [*setup.numeric, *setup.categorical]),
+        unseen_categories={
+            **_in_order(scorer.unseen, setup.categorical),
+            **dict.fromkeys(setup.unknown),
+        },
     )
     log.info(
         "scored %s with %s v%s: %s rows in, %s out, %s rejected, %.0f rows/s, peak RSS %.0f MB",
@@ -494,7 +511,19 @@ def _finish(setup: _PartitionSetup, scorer: _BatchScorer, started: float) -> Sco
         result.rows_per_second,
         result.peak_rss_mb,
     )
+    if result.missing_values or result.unseen_categories:
+        log.info(
+            "partition %s: scored as missing %s; unseen categories %s (None: not available)",
+            setup.label,
+            result.missing_values,
+            result.unseen_categories,
+        )
     return result
+
+
+def _in_order(counts: dict[str, int], columns: list[str]) -> dict[str, int]:
+    """``counts`` in the model's column order (the reader's order depends on the batches)."""
+    return {c: counts[c] for c in columns if counts.get(c)}
 
 
 def _sample_uri(opts: ScoringOptions, model: ResolvedModel, label: str) -> str | None:

@@ -223,7 +223,9 @@ def plan_pods(
     return out
 
 
-_RESULT_KEYS = frozenset(f.name for f in fields(ScoreResult) if f.name != "sample_uri")
+# The fields a result of an older image may lack (their defaults apply).
+_OPTIONAL_KEYS = {"sample_uri", "missing_values", "unseen_categories"}
+_RESULT_KEYS = frozenset(f.name for f in fields(ScoreResult) if f.name not in _OPTIONAL_KEYS)
 
 
 def normalize_results(results: Iterable[Any] | None) -> list[dict[str, Any]]:

@@ -65,6 +65,8 @@ def summarize(results: list[dict[str, Any]], partitions: list[str] | None = None
             "rows_rejected": r["rows_rejected"],
             "model": f"{r['model_name']} v{r['model_version']}",
             "rows_per_second": r["rows_per_second"],
+            "missing_values": dict(r.get("missing_values") or {}),
+            "unseen_categories": dict(r.get("unseen_categories") or {}),
         }
         for r in results
     ]
@@ -77,6 +79,8 @@ def summarize(results: list[dict[str, Any]], partitions: list[str] | None = None
         "rows_in": sum(r["rows_in"] for r in results),
         "rows_out": sum(r["rows_out"] for r in results),
         "rows_rejected": sum(r["rows_rejected"] for r in results),
+        "missing_values": _add_counts(p["missing_values"] for p in per_partition),
+        "unseen_categories": _add_counts(p["unseen_categories"] for p in per_partition),
         "model_versions": versions,
         "per_partition": per_partition,
     }
@@ -93,6 +97,16 @@ def summarize(results: list[dict[str, Any]], partitions: list[str] | None = None
     check_distinct(((r["input_uri"], str(r.get("output_uri"))) for r in results), "output")
     _check_written(results)
     return summary
+
+
+def _add_counts(counts: Any) -> dict[str, int | None]:
+    """Per-column counts added up; ``None`` (not available) in any partition stays ``None``."""
+    total: dict[str, int | None] = {}
+    for per_column in counts:
+        for column, n in per_column.items():
+            before = total.get(column, 0)
+            total[column] = None if n is None or before is None else before + n
+    return total
 
 
 def _check_written(results: list[dict[str, Any]]) -> None:

@@ -12,7 +12,7 @@ import os
 import posixpath
 import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = [
@@ -67,6 +67,13 @@ class ScoreResult:
         (``VmHWM``, reset at the start by ``reset_peak_rss``; it includes what the process
         held before).
     :param sample_uri: the monitoring sample (``None`` when sampling is off or no row scored).
+    :param missing_values: per feature column, scored rows whose value was missing and scored
+        as missing (a null or NaN number, imputed by the model; a null or empty category);
+        columns with none are left out.
+    :param unseen_categories: per categorical column, scored rows whose category the model was
+        not trained on (scored as all-zero one-hot); ``None`` for a column whose trained
+        categories could not be read from the model (not available, not 0); columns with none
+        are left out.
     """
 
     input_uri: str
@@ -81,6 +88,8 @@ class ScoreResult:
     rows_per_second: float
     peak_rss_mb: float
     sample_uri: str | None = None
+    missing_values: dict[str, int] = field(default_factory=dict)
+    unseen_categories: dict[str, int | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict of every field (small enough for XCom)."""
