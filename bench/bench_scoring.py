@@ -137,7 +137,12 @@ def _log_pyfunc(config, onnx_path: str, classes: list, store: Path, pipeline) ->
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(registry._PYFUNC_CODE),
-            artifacts={"onnx_model": onnx_path},
+            # As registry.register_model logs it: the pyfunc loads these from its artifacts.
+            artifacts={
+                "onnx_model": onnx_path,
+                "feed_contract": str(registry._MODEL_CODE / "feed.py"),
+                "session_builder": str(registry._MODEL_CODE / "session.py"),
+            },
             model_config={
                 "numeric_features": list(config.data.numeric_features),
                 "categorical_features": list(config.data.categorical_features),

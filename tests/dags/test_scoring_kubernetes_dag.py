@@ -194,14 +194,20 @@ def test_a_wrong_pod_fails_the_schema_so_the_validation_means_something(k8s_dag)
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
 
 
-def test_summary_takes_the_results_of_either_runner(k8s_dag):
+def test_summary_takes_the_results_of_either_runner(k8s_dag, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     from airflow.sdk.exceptions import AirflowFailException
 
     def result(partition, version="12"):
+        # The summary checks each result against its files: write them, as a pod would have.
+        out, rejects = tmp_path / f"{partition}.out", tmp_path / f"{partition}.rejects"
+        pq.write_table(pa.table({"x": [1, 2, 3, 4]}), out)
+        pq.write_table(pa.table({"x": [5]}), rejects)
         return {
             "input_uri": partition,
-            "output_uri": f"{partition}.out",
-            "rejects_uri": None,
+            "output_uri": str(out),
+            "rejects_uri": str(rejects),
             "rows_in": 5,
             "rows_out": 4,
             "rows_rejected": 1,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -142,13 +143,30 @@ def write_parquet_atomic(
     return uri
 
 
+# ``.<target name>.<32 hex>.tmp``: the fixed-length token makes the target's name recoverable
+# exactly, so a retry can find what a killed try of the same target left (and nothing else).
+_TEMPORARY = re.compile(r"\.(?P<target>.+)\.[0-9a-f]{32}\.tmp")
+
+
+def temporary_name(target: str) -> str:
+    """A fresh name for a temporary file of ``target`` (a file name, not a path)."""
+    return f".{target}.{uuid.uuid4().hex}.tmp"
+
+
+def temporary_target(name: str) -> str | None:
+    """The target file name of an :func:`atomic_output` temporary named ``name``, else ``None``."""
+    found = _TEMPORARY.fullmatch(name)
+    return found.group("target") if found else None
+
+
 @contextmanager
 def atomic_output(uri: str) -> Iterator[Any]:
     """Open ``uri`` for binary writing through a temporary name in the same folder.
 
     On a clean exit the temporary file is renamed over ``uri`` (``os.replace`` locally,
     ``fs.mv`` elsewhere); on an error it is removed and ``uri`` is left untouched. The temporary
-    name starts with a dot, so :func:`load_frame` never reads a file that is still being written.
+    name starts with a dot, so :func:`load_frame` never reads a file that is still being written,
+    and names its target (:func:`temporary_target`), so a killed writer's leftover can be found.
 
     :param uri: local path or fsspec URI of the final file.
     :yields: a writable binary file object (an Arrow ``NativeFile`` for local paths).
@@ -157,7 +175,7 @@ def atomic_output(uri: str) -> Iterator[Any]:
     local = isinstance(fs, LocalFileSystem)
     # fsspec hands out "/"-separated paths for every filesystem, the local one included.
     parent, base = posixpath.split(path)
-    tmp = posixpath.join(parent, f".{base}.{uuid.uuid4().hex}.tmp")
+    tmp = posixpath.join(parent, temporary_name(base))
     try:
         if parent:
             fs.makedirs(parent, exist_ok=True)

@@ -13,7 +13,8 @@ whole partition is decided here:
   text goes to the rejects file);
 - a null numeric value is not a reject: it is fed as NaN and imputed by the model; a null
   categorical value is fed as ``""`` (the "missing" category) and an unseen category scores as
-  all-zero one-hot (``handle_unknown="ignore"``), exactly as in training;
+  all-zero one-hot (``handle_unknown="ignore"``), exactly as in training; both are counted per
+  column over the scored rows (:class:`Feed`), so a user sees how much was imputed or unknown;
 - a missing column, or a Parquet column whose type cannot hold the feature (text where a number
   is expected, a float or a date where a category is expected) → :class:`ScoringError` naming the
   partition, the file and the column, before anything is written.
@@ -23,8 +24,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,7 @@ from airflow_mlops.core.data.io import (
     _url_to_fs,
     atomic_output,
     shown,
+    temporary_target,
 )
 from airflow_mlops.core.model.feed import as_inputs, categorical_from_arrow, numeric_from_arrow
 from airflow_mlops.core.scoring.types import ScoringError
@@ -57,6 +59,7 @@ __all__ = [
     "rejects_batch",
     "rejects_schema",
     "remove_if_exists",
+    "remove_stale_temporaries",
     "sample_table",
 ]
 
@@ -275,10 +278,16 @@ class Feed:
 
     :param inputs: the ONNX feed (``[N, 1]`` float32 or object-of-str per feature).
     :param reasons: ``None`` when every row scores; else one reason per row (``""``: scores).
+    :param missing: per column, rows that score with a missing value (NaN, or the ``""``
+        category); rejected rows are not counted; columns with none are left out.
+    :param unseen: per categorical column whose trained categories are known, rows that score
+        with a category the model was not trained on; columns with none are left out.
     """
 
     inputs: dict[str, np.ndarray]
     reasons: np.ndarray | None
+    missing: dict[str, int] = field(default_factory=dict)
+    unseen: dict[str, int] = field(default_factory=dict)
 
     def rejected(self) -> np.ndarray | None:
         """Boolean mask of rejected rows (``None`` when there are none)."""
@@ -306,10 +315,18 @@ def _numeric(arr: pa.Array, name: str, reasons: np.ndarray | None, n: int) -> An
 
 
 def build_feed(
-    batch: pa.RecordBatch, numeric: Sequence[str], categorical: Sequence[str], keys: Sequence[str]
+    batch: pa.RecordBatch,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    keys: Sequence[str],
+    known: Mapping[str, pa.Array] | None = None,
 ) -> Feed:
     """ONNX inputs for ``batch`` straight from its Arrow columns (no pandas on this path but
-    CSV text), by the column rules of :mod:`airflow_mlops.core.model.feed`."""
+    CSV text), by the column rules of :mod:`airflow_mlops.core.model.feed`.
+
+    :param known: per categorical column, the categories the model was trained on (a string
+        array); unseen values are counted for these columns only.
+    """
     n = batch.num_rows
     reasons: np.ndarray | None = None
     for key in keys:
@@ -320,8 +337,60 @@ def build_feed(
     values: dict[str, np.ndarray] = {}
     for name in numeric:
         values[name], reasons = _numeric(batch.column(name), name, reasons, n)
-    words = {name: categorical_from_arrow(batch.column(name)) for name in categorical}
-    return Feed(as_inputs(values, words), reasons)
+    keep = None if reasons is None else reasons == ""
+    missing: dict[str, int] = {}
+    for name, column in values.items():
+        nan = np.isnan(column)
+        count = int(np.count_nonzero(nan if keep is None else nan & keep))
+        if count:
+            missing[name] = count
+    words: dict[str, np.ndarray] = {}
+    unseen: dict[str, int] = {}
+    for name in categorical:
+        encoded = _dictionary(batch.column(name))
+        words[name] = categorical_from_arrow(encoded)
+        _count_categories(encoded, keep, (known or {}).get(name), name, missing, unseen)
+    return Feed(as_inputs(values, words), reasons, missing, unseen)
+
+
+def _dictionary(arr: pa.Array) -> pa.Array:
+    """A categorical column dictionary-encoded as :func:`categorical_from_arrow` would encode
+    it, so that the feed and the counts share one encoding pass."""
+    if pa.types.is_dictionary(arr.type):
+        return arr
+    if not _is_text_type(arr.type):
+        arr = pc.cast(arr, pa.string())
+    return pc.dictionary_encode(arr)
+
+
+def _count_categories(
+    encoded: pa.DictionaryArray,
+    keep: np.ndarray | None,
+    known: pa.Array | None,
+    name: str,
+    missing: dict[str, int],
+    unseen: dict[str, int],
+) -> None:
+    """Add the scored rows' missing and unseen values of one column: counted per dictionary
+    slot (a handful of words), not per row."""
+    dictionary = encoded.dictionary
+    if dictionary.type != pa.string():  # the known categories are plain strings
+        dictionary = pc.cast(dictionary, pa.string())
+    size = len(dictionary)
+    codes = pc.fill_null(encoded.indices, size).to_numpy(zero_copy_only=False)
+    if keep is not None:
+        codes = codes[keep]
+    per_slot = np.bincount(codes, minlength=size + 1)
+    empty = pc.fill_null(pc.equal(dictionary, ""), True).to_numpy(zero_copy_only=False)
+    count = int(per_slot[size] + per_slot[:size][empty].sum())
+    if count:
+        missing[name] = count
+    if known is not None:
+        trained = pc.fill_null(pc.is_in(dictionary, value_set=known), False)
+        new = ~trained.to_numpy(zero_copy_only=False) & ~empty
+        count = int(per_slot[:size][new].sum())
+        if count:
+            unseen[name] = count
 
 
 def rejects_batch(
@@ -472,6 +541,36 @@ class LazyWriter:
             self._ctx.__exit__(*exc)
             raise
         self._ctx.__exit__(*exc)
+
+
+def remove_stale_temporaries(uri: str) -> list[str]:
+    """Remove what killed tries of ``uri`` left: its :func:`atomic_output` temporaries.
+
+    A task killed mid-partition (SIGKILL, a lost worker) leaves its temporaries beside the
+    targets, never renamed and never removed. Only temporaries named for this exact target are
+    removed (``.part-0.parquet.<token>.tmp`` for ``part-0.parquet``): another partition's,
+    still being written beside it, stays. Works wherever fsspec lists (local, ``s3://``).
+
+    :returns: the paths removed.
+    """
+    fs, path = _url_to_fs(uri)
+    parent, _, base = path.rstrip("/").rpartition("/")
+    if not parent:
+        return []
+    fs.invalidate_cache(parent)  # a listing cached by this process would miss a leftover
+    try:
+        names = fs.ls(parent, detail=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    removed = []
+    for name in names:
+        if temporary_target(str(name).rstrip("/").rsplit("/", 1)[-1]) == base:
+            try:
+                fs.rm(name)
+            except FileNotFoundError:  # gone meanwhile
+                continue
+            removed.append(str(name))
+    return removed
 
 
 def remove_if_exists(uri: str) -> None:

@@ -12,8 +12,11 @@ count is the number of cores the process may use, and writes
   ``{monitoring_dir}/model=<name>/source=batch/version=<v>/date=<date>/<partition>.parquet``.
 
 Outputs are written to a temporary name in their folder and renamed when complete, so a failed
-or retried run never leaves half a file, and re-running a partition replaces its files. Output
-rows + rejected rows = input rows, always (checked before the rename).
+or retried run never leaves half a file, and re-running a partition replaces its files. A try
+that was killed (no cleanup ran) leaves its temporaries behind: the next try of the partition
+removes them first (its own only). Output rows + rejected rows = input rows, always (checked
+before the rename). Missing values and unseen categories of the scored rows are counted per
+column in the result.
 
 An input with no rows is not an error: the result says 0 rows and an empty output file (with
 the full schema) is written, so downstream readers of the date see the partition was scored.
@@ -210,6 +213,7 @@ def score_partition(
     reset_peak_rss()
     opts = ScoringOptions.merge(options, keywords)
     setup = _PartitionSetup.open(input_uri, output_uri, model, opts, session)
+    _remove_stale_temporaries(setup)
     scorer = _stream(setup, output_uri)
     return _finish(setup, scorer, started)
 
@@ -232,6 +236,9 @@ class _PartitionSetup:
     label_type: pa.DataType
     scored_at: pa.Scalar
     prob_names: list[str]
+    sample_uri: str | None
+    known: dict[str, pa.Array]
+    unknown: list[str]
 
     @classmethod
     def open(
@@ -250,6 +257,7 @@ class _PartitionSetup:
         import pyarrow as pa
 
         from airflow_mlops.core.model.session import load_session
+        from airflow_mlops.core.scoring.categories import known_categories
         from airflow_mlops.core.scoring.io import InputSource
 
         label = opts.partition or partition_name(input_uri)
@@ -266,6 +274,7 @@ class _PartitionSetup:
         source.check()
         if session is None:
             session = load_session(model.onnx_path, opts.threads or available_cores())
+        known = known_categories(model.onnx_path, categorical) if categorical else {}
         return cls(
             input_uri=input_uri,
             output_uri=output_uri,
@@ -281,14 +290,21 @@ class _PartitionSetup:
             label_type=_label_type(session),
             scored_at=pa.scalar(datetime.now(UTC), type=pa.timestamp("us", tz="UTC")),
             prob_names=[f"probability_{c}" for c in model.classes],
+            sample_uri=_sample_uri(opts, model, label),
+            known={c: pa.array(sorted(k), pa.string()) for c, k in known.items() if k is not None},
+            unknown=[c for c, k in known.items() if k is None],
         )
+
+    def targets(self) -> list[str]:
+        """Every file this partition may write: output, rejects, and the sample if kept."""
+        return [self.output_uri, self.rejects_uri, *([self.sample_uri] if self.sample_uri else [])]
 
     def decoded(self) -> Iterator[tuple[pa.RecordBatch, Feed]]:
         """Every batch of the input with its ONNX Runtime feed."""
         from airflow_mlops.core.scoring.io import build_feed
 
         for batch in self.source.batches():
-            yield batch, build_feed(batch, self.numeric, self.categorical, self.keys)
+            yield batch, build_feed(batch, self.numeric, self.categorical, self.keys, self.known)
 
 
 class _BatchScorer:
@@ -305,6 +321,8 @@ class _BatchScorer:
         self.setup, self.schema = setup, schema
         self.writer, self.rejects, self.reservoir = writer, rejects, reservoir
         self.rows_in = self.rows_out = self.rows_rejected = 0
+        self.missing: dict[str, int] = {}
+        self.unseen: dict[str, int] = {}
 
     def add(self, batch: pa.RecordBatch, feed: Feed) -> None:
         """Write the batch's rejected rows aside, score the rest and write their predictions."""
@@ -313,6 +331,9 @@ class _BatchScorer:
         from airflow_mlops.core.scoring.io import rejects_batch
 
         self.rows_in += batch.num_rows
+        for counts, add in ((self.missing, feed.missing), (self.unseen, feed.unseen)):
+            for column, n in add.items():
+                counts[column] = counts.get(column, 0) + n
         mask = feed.rejected()
         inputs = feed.inputs
         if mask is not None:
@@ -434,6 +455,15 @@ def _stream(setup: _PartitionSetup, output_uri: str) -> _BatchScorer:
     return scorer
 
 
+def _remove_stale_temporaries(setup: _PartitionSetup) -> None:
+    """What a killed earlier try of this partition left, before this try writes anything."""
+    from airflow_mlops.core.scoring.io import remove_stale_temporaries
+
+    for target in setup.targets():
+        for path in remove_stale_temporaries(target):
+            log.warning("partition %s: removed %s, left by an earlier try", setup.label, path)
+
+
 def _rejects_schema(setup: _PartitionSetup) -> pa.Schema:
     from airflow_mlops.core.scoring.io import rejects_schema
 
@@ -464,6 +494,11 @@ def _finish(setup: _PartitionSetup, scorer: _BatchScorer, started: float) -> Sco
         rows_per_second=round(scorer.rows_in / seconds, 1) if seconds > 0 else 0.0,
         peak_rss_mb=round(peak_rss_mb(), 1),
         sample_uri=sample_uri,
+        missing_values=_in_order(scorer.missing, [*setup.numeric, *setup.categorical]),
+        unseen_categories={
+            **_in_order(scorer.unseen, setup.categorical),
+            **dict.fromkeys(setup.unknown),
+        },
     )
     log.info(
         "scored %s with %s v%s: %s rows in, %s out, %s rejected, %.0f rows/s, peak RSS %.0f MB",
@@ -476,31 +511,48 @@ def _finish(setup: _PartitionSetup, scorer: _BatchScorer, started: float) -> Sco
         result.rows_per_second,
         result.peak_rss_mb,
     )
+    if result.missing_values or result.unseen_categories:
+        log.info(
+            "partition %s: scored as missing %s; unseen categories %s (None: not available)",
+            setup.label,
+            result.missing_values,
+            result.unseen_categories,
+        )
     return result
 
 
-def _write_sample(setup: _PartitionSetup, reservoir: Reservoir) -> str | None:
-    """The sample in the monitoring layout (see the module docstring), if one is kept."""
-    import pyarrow as pa
+def _in_order(counts: dict[str, int], columns: list[str]) -> dict[str, int]:
+    """``counts`` in the model's column order (the reader's order depends on the batches)."""
+    return {c: counts[c] for c in columns if counts.get(c)}
 
-    from airflow_mlops.core.data.io import write_parquet_atomic
 
-    opts, model = setup.options, setup.model
-    sample = reservoir.result()
-    if not opts.monitoring_dir or sample is None:
+def _sample_uri(opts: ScoringOptions, model: ResolvedModel, label: str) -> str | None:
+    """Where the monitoring sample goes (see the module docstring), if one is kept."""
+    if not opts.monitoring_dir or opts.sample_rows <= 0:
         return None
     date = opts.sample_date or datetime.now(UTC).strftime("%Y-%m-%d")
-    sample_uri = join(
+    return join(
         opts.monitoring_dir,
         f"model={model.name}",
         "source=batch",
         f"version={model.version}",
         f"date={date}",
-        f"{setup.label}.parquet",
+        f"{label}.parquet",
     )
+
+
+def _write_sample(setup: _PartitionSetup, reservoir: Reservoir) -> str | None:
+    """The sample at :func:`_sample_uri`, if one is kept and a row was scored."""
+    import pyarrow as pa
+
+    from airflow_mlops.core.data.io import write_parquet_atomic
+
+    sample = reservoir.result()
+    if setup.sample_uri is None or sample is None:
+        return None
     scored_at = pa.repeat(setup.scored_at, sample.num_rows)
-    write_parquet_atomic(sample.append_column("scored_at", scored_at), sample_uri)
-    return sample_uri
+    write_parquet_atomic(sample.append_column("scored_at", scored_at), setup.sample_uri)
+    return setup.sample_uri
 
 
 def _chain(first: list[pa.RecordBatch], rest: Any) -> Any:

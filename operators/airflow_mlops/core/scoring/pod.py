@@ -33,6 +33,7 @@ from airflow_mlops.core.scoring.types import (
     DEFAULT_SAMPLE_ROWS,
     ScoreResult,
     ScoringError,
+    check_distinct,
     partition_target,
 )
 
@@ -174,8 +175,8 @@ def plan_pods(
     :param tags: the version's registry tags (``mlops.profile.*`` size the pods).
     :param model_dir: the model folder inside the image.
     :param xcom_file: where the container writes its result for the XCom sidecar.
-    :raises ScoringError: the model is a local file (no serving image exists for it), or a
-        partition's output URI cannot be made.
+    :raises ScoringError: the model is a local file (no serving image exists for it), a
+        partition's output URI cannot be made, or two partitions would write one output.
     """
     kube = spec.kubernetes or KubernetesScoringSpec()
     name, version = str(model["name"]), str(model["version"])
@@ -189,9 +190,10 @@ def plan_pods(
     resources = pod_resources(kube, tags or {})
     labels = pod_labels(name, version)
     monitoring = spec.monitoring_root() if spec.sample_rows else None
+    targets = [(uri, *partition_target(uri, output_template)) for uri in partitions]
+    check_distinct(((uri, output_uri) for uri, _, _, output_uri in targets), "output")
     out = []
-    for input_uri in partitions:
-        partition, date, output_uri = partition_target(input_uri, output_template)
+    for input_uri, partition, date, output_uri in targets:
         arguments = pod_arguments(
             input_uri,
             output_uri,
@@ -221,7 +223,9 @@ def plan_pods(
     return out
 
 
-_RESULT_KEYS = frozenset(f.name for f in fields(ScoreResult) if f.name != "sample_uri")
+# The fields a result of an older image may lack (their defaults apply).
+_OPTIONAL_KEYS = {"sample_uri", "missing_values", "unseen_categories"}
+_RESULT_KEYS = frozenset(f.name for f in fields(ScoreResult) if f.name not in _OPTIONAL_KEYS)
 
 
 def normalize_results(results: Iterable[Any] | None) -> list[dict[str, Any]]:

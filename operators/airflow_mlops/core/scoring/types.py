@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from airflow_mlops import settings
@@ -22,6 +23,7 @@ __all__ = [
     "RUNNERS",
     "ScoreResult",
     "ScoringError",
+    "check_distinct",
     "default_rejects_uri",
     "join",
     "mlops_home",
@@ -67,6 +69,13 @@ class ScoreResult:
         (``VmHWM``, reset at the start by ``reset_peak_rss``; it includes what the process
         held before).
     :param sample_uri: the monitoring sample (``None`` when sampling is off or no row scored).
+    :param missing_values: per feature column, scored rows whose value was missing and scored
+        as missing (a null or NaN number, imputed by the model; a null or empty category);
+        columns with none are left out.
+    :param unseen_categories: per categorical column, scored rows whose category the model was
+        not trained on (scored as all-zero one-hot); ``None`` for a column whose trained
+        categories could not be read from the model (not available, not 0); columns with none
+        are left out.
     """
 
     input_uri: str
@@ -81,6 +90,8 @@ class ScoreResult:
     rows_per_second: float
     peak_rss_mb: float
     sample_uri: str | None = None
+    missing_values: dict[str, int] = field(default_factory=dict)
+    unseen_categories: dict[str, int | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict of every field (small enough for XCom)."""
@@ -128,3 +139,28 @@ def default_rejects_uri(output_uri: str) -> str:
     """
     parent, _, base = output_uri.rstrip("/").rpartition("/")
     return join(parent, "_rejects", base) if parent else join("_rejects", base)
+
+
+def check_distinct(targets: Iterable[tuple[str, str]], what: str) -> None:
+    """Refuse inputs that would write one target: ``targets`` are ``(input, target)`` pairs.
+
+    Two inputs of one name (``part-x.csv`` and ``part-x.parquet``) would write the same
+    predictions, rejects and sample files, the second replacing the first while the run still
+    counted both.
+
+    :param what: what the target is, for the message (``"output"``, ``"partition name"``).
+    :raises ScoringError: naming every input of each shared target.
+    """
+    seen: dict[str, list[str]] = {}
+    for source, target in targets:
+        seen.setdefault(target, []).append(source)
+    shared = {target: sources for target, sources in seen.items() if len(sources) > 1}
+    if shared:
+        listed = "; ".join(
+            f"{' and '.join(sources)} would write the same {what} {target}"
+            for target, sources in shared.items()
+        )
+        raise ScoringError(
+            f"{listed} (the later would replace the earlier's predictions, rejects and "
+            "monitoring sample): rename one of them, or give each its own folder"
+        )

@@ -314,3 +314,19 @@ def test_fingerprint_file_and_folder(tmp_path: Path):
 def test_fingerprint_missing_path(tmp_path: Path):
     with pytest.raises(DataError, match="No such file"):
         fingerprint(str(tmp_path / "missing"))
+
+
+def test_a_killed_writes_temporary_names_its_target_exactly(tmp_path: Path):
+    from airflow_mlops.core.data.io import temporary_target
+
+    target = tmp_path / "part-x.parquet"
+    writing = atomic_output(str(target))
+    writing.__enter__().write(b"half a file")  # then the task is killed: no exit, no cleanup
+    (left,) = os.listdir(tmp_path)
+    assert left.startswith(".part-x.parquet.") and left.endswith(".tmp")
+    assert temporary_target(left) == "part-x.parquet"
+    # Another target whose name extends this one is told apart; other dot files are not ours.
+    longer = left.replace(".part-x.parquet.", ".part-x.parquet.parquet.")
+    assert temporary_target(longer) == "part-x.parquet.parquet"
+    for name in ("part-x.parquet", ".part-1.parquet.tmp", "_SUCCESS", ".part-x.parquet.tmp"):
+        assert temporary_target(name) is None

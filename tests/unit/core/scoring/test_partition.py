@@ -245,9 +245,19 @@ def test_list_partitions_of_a_day(tmp_path):
     assert list_partitions(str(tmp_path / "incoming"), "2024-05-02") == []
 
 
-def _result(uri: str, version: str, rows: int = 10, rejected: int = 0) -> dict:
+def _result(uri: str, version: str, rows: int = 10, rejected: int = 0, folder=None) -> dict:
+    # The summary checks each result against its files: write them, as scoring would have.
+    out = rejects = None
+    if folder is not None:
+        out = str(folder / f"{uri}.parquet")
+        pq.write_table(pa.table({"x": list(range(rows - rejected))}), out)
+        if rejected:
+            rejects = str(folder / f"{uri}.rejects.parquet")
+            pq.write_table(pa.table({"x": list(range(rejected))}), rejects)
     return {
         "input_uri": uri,
+        "output_uri": out,
+        "rejects_uri": rejects,
         "rows_in": rows,
         "rows_out": rows - rejected,
         "rows_rejected": rejected,
@@ -257,8 +267,10 @@ def _result(uri: str, version: str, rows: int = 10, rejected: int = 0) -> dict:
     }
 
 
-def test_summary_totals_and_version_checks():
-    summary = summarize([_result("a", "3"), _result("b", "3", 10, 2)], ["a", "b"])
+def test_summary_totals_and_version_checks(tmp_path):
+    summary = summarize(
+        [_result("a", "3", folder=tmp_path), _result("b", "3", 10, 2, folder=tmp_path)], ["a", "b"]
+    )
     assert (summary["rows_in"], summary["rows_out"], summary["rows_rejected"]) == (20, 18, 2)
     assert summary["model_versions"] == ["m v3"]
     with pytest.raises(ScoringError, match=r"different model versions.*m v3.*m v4"):

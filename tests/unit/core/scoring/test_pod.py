@@ -493,3 +493,19 @@ def test_the_documented_example_section_is_a_valid_config():
     assert {f.name for f in fields(KubernetesScoringSpec)} <= set(
         yaml.safe_load(example)["scoring"]["kubernetes"]
     )
+
+
+def test_plan_refuses_two_partitions_that_would_write_one_output():
+    parts = [
+        "s3://lake/in/date=2026-11-20/part-x.csv",
+        "s3://lake/in/date=2026-11-20/part-x.parquet",
+    ]
+    with pytest.raises(ScoringError, match=r"part-x\.csv.*part-x\.parquet.*same output"):
+        plan_pods(
+            parts,
+            PINNED,
+            _kube(),
+            output_template="s3://lake/out/date={date}/{partition}.parquet",
+            key_columns=(),
+            seed=0,
+        )
