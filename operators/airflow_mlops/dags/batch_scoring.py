@@ -142,7 +142,9 @@ def scoring_dag(
             from airflow_mlops.core.scoring.pod import normalize_results
             from airflow_mlops.core.scoring.runs import summarize
             from airflow_mlops.core.scoring.types import ScoringError
+            from airflow_mlops.hooks.storage import configure_object_storage
 
+            configure_object_storage()  # the summary reads each output's footer (s3:// too)
             if listed is None:
                 raise AirflowFailException(
                     "nothing was scored: resolve_model or list_partitions failed (see their logs)"
