@@ -47,6 +47,8 @@ BATCH_SCORING_MODULES = (
     "core/scoring/container.py",
     "core/scoring/partition.py",
     "core/scoring/io.py",
+    "core/scoring/arrow_feed.py",
+    "core/scoring/output.py",
     "core/data/io.py",
     "core/model/feed.py",
     "core/model/folder.py",

@@ -49,7 +49,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from airflow_mlops.core.model.reference import ResolvedModel
-    from airflow_mlops.core.scoring.io import Feed, InputSource, LazyWriter, Reservoir
+    from airflow_mlops.core.scoring.arrow_feed import Feed
+    from airflow_mlops.core.scoring.io import InputSource
+    from airflow_mlops.core.scoring.output import LazyWriter, Reservoir
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +303,7 @@ class _PartitionSetup:
 
     def decoded(self) -> Iterator[tuple[pa.RecordBatch, Feed]]:
         """Every batch of the input with its ONNX Runtime feed."""
-        from airflow_mlops.core.scoring.io import build_feed
+        from airflow_mlops.core.scoring.arrow_feed import build_feed
 
         for batch in self.source.batches():
             yield batch, build_feed(batch, self.numeric, self.categorical, self.keys, self.known)
@@ -328,7 +330,7 @@ class _BatchScorer:
         """Write the batch's rejected rows aside, score the rest and write their predictions."""
         import pyarrow as pa
 
-        from airflow_mlops.core.scoring.io import rejects_batch
+        from airflow_mlops.core.scoring.output import rejects_batch
 
         self.rows_in += batch.num_rows
         for counts, add in ((self.missing, feed.missing), (self.unseen, feed.unseen)):
@@ -370,7 +372,7 @@ class _BatchScorer:
     def _write(self, batch: pa.RecordBatch, preds: list[pa.Array]) -> None:
         import pyarrow as pa
 
-        from airflow_mlops.core.scoring.io import key_column
+        from airflow_mlops.core.scoring.output import key_column
 
         setup, m = self.setup, batch.num_rows
         out = [key_column(batch, k, self.schema) for k in setup.keys] + preds
@@ -384,7 +386,7 @@ class _BatchScorer:
     def _sample(self, batch: pa.RecordBatch, preds: list[pa.Array]) -> None:
         import pyarrow as pa
 
-        from airflow_mlops.core.scoring.io import sample_table
+        from airflow_mlops.core.scoring.output import sample_table
 
         picked = self.reservoir.candidates(batch.num_rows)
         if picked is None:
@@ -422,7 +424,8 @@ def _stream(setup: _PartitionSetup, output_uri: str) -> _BatchScorer:
     import pyarrow.parquet as pq
 
     from airflow_mlops.core.data.io import atomic_output
-    from airflow_mlops.core.scoring.io import BackgroundWriter, LazyWriter, Prefetch, Reservoir
+    from airflow_mlops.core.scoring.io import Prefetch
+    from airflow_mlops.core.scoring.output import BackgroundWriter, LazyWriter, Reservoir
 
     opts = setup.options
     reservoir = Reservoir(opts.sample_rows if opts.monitoring_dir else 0, opts.seed)
@@ -457,7 +460,7 @@ def _stream(setup: _PartitionSetup, output_uri: str) -> _BatchScorer:
 
 def _remove_stale_temporaries(setup: _PartitionSetup) -> None:
     """What a killed earlier try of this partition left, before this try writes anything."""
-    from airflow_mlops.core.scoring.io import remove_stale_temporaries
+    from airflow_mlops.core.scoring.output import remove_stale_temporaries
 
     for target in setup.targets():
         for path in remove_stale_temporaries(target):
@@ -465,14 +468,14 @@ def _remove_stale_temporaries(setup: _PartitionSetup) -> None:
 
 
 def _rejects_schema(setup: _PartitionSetup) -> pa.Schema:
-    from airflow_mlops.core.scoring.io import rejects_schema
+    from airflow_mlops.core.scoring.output import rejects_schema
 
     return rejects_schema(setup.source.columns)
 
 
 def _finish(setup: _PartitionSetup, scorer: _BatchScorer, started: float) -> ScoreResult:
     """Drop an unused rejects file, write the monitoring sample, report what was done."""
-    from airflow_mlops.core.scoring.io import remove_if_exists
+    from airflow_mlops.core.scoring.output import remove_if_exists
 
     rejected = scorer.rejects.opened
     if not rejected:

@@ -29,8 +29,8 @@ from airflow_mlops.core.model.feed import (
     to_float32,
 )
 from airflow_mlops.core.model.folder import ModelMeta
-from airflow_mlops.core.scoring.io import Feed as scoring_feed_type
-from airflow_mlops.core.scoring.io import build_feed as scoring_feed
+from airflow_mlops.core.scoring.arrow_feed import Feed as scoring_feed_type
+from airflow_mlops.core.scoring.arrow_feed import build_feed as scoring_feed
 from airflow_mlops.serving import protocol
 from airflow_mlops.serving.feed import Feed as serving_feed_type
 from airflow_mlops.serving.feed import build_feed as serving_feed

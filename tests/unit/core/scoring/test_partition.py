@@ -317,7 +317,7 @@ def test_prefetch_raises_the_reader_error_in_the_consumer_and_stops_early():
 
 
 def test_background_writer_surfaces_a_write_error(tmp_path):
-    from airflow_mlops.core.scoring.io import BackgroundWriter
+    from airflow_mlops.core.scoring.output import BackgroundWriter
 
     schema = pa.schema([("x", pa.int64())])
     bad = pa.RecordBatch.from_arrays([pa.array(["a"])], names=["x"])  # wrong type

@@ -49,7 +49,7 @@ def test_out_of_range_values_are_rejected_without_an_overflow_warning(model, tmp
 def test_decimal_beyond_float32_is_rejected_without_an_overflow_warning():
     import decimal
 
-    from airflow_mlops.core.scoring.io import build_feed
+    from airflow_mlops.core.scoring.arrow_feed import build_feed
 
     column = pa.array([decimal.Decimal("1e39"), decimal.Decimal("2")], pa.decimal256(40, 0))
     batch = pa.RecordBatch.from_arrays([column], names=["x"])
