@@ -9,13 +9,12 @@ import numpy as np
 import pandas as pd
 
 from airflow_mlops.core.config.validation import ColumnSpec, ValidationSpec
-from airflow_mlops.core.data.validation import (
+from airflow_mlops.core.data.expectations import (
     FailedExpectation,
     ValidationResult,
     build_suite_spec,
-    validate_frame,
-    write_report,
 )
+from airflow_mlops.core.data.validation import validate_frame, write_report
 
 
 def clean_frame() -> pd.DataFrame:
