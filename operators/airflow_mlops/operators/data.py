@@ -49,7 +49,8 @@ class ValidateDataOperator(MLOpsBaseOperator):
     Fails (without retries) when an expectation fails, naming each failed expectation and its
     observed figure; the JSON report is written beside the run's files.
 
-    :param prepared: the ``PrepareDataOperator`` result (templated; usually ``prepare.output``).
+    :param prepared: the ``PrepareDataOperator`` result (templated; usually ``prepare.output``):
+        its train and holdout splits are checked as one dataset.
     :param data_uri: validate this file instead (templated).
     """
 
@@ -71,10 +72,11 @@ class ValidateDataOperator(MLOpsBaseOperator):
         from airflow_mlops.core.pipeline.results import Prepared, Validated
 
         config = self.model_config()
-        data_uri = self.data_uri
-        if not data_uri and self.prepared:
-            data_uri = self.call_core(Prepared.from_dict, self.prepared).train_uri
-        data_uri = data_uri or config.data.uri
+        data_uri: str | list[str] = self.data_uri or config.data.uri
+        if not self.data_uri and self.prepared:
+            # Both splits: the holdout decides promotion, so it passes the same checks.
+            split = self.call_core(Prepared.from_dict, self.prepared)
+            data_uri = [split.train_uri, split.holdout_uri]
         report = f"{self.run_folder(config, context)}/validation.json"
         result = Validated.from_dict(
             self.call_core(steps.validate, config, data_uri, report_uri=report)

@@ -12,7 +12,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_mlops.core.config.model import ModelConfig
@@ -81,12 +81,23 @@ def prepare(config: ModelConfig, out_dir: str, data_uri: str | None = None) -> d
     return Prepared.from_dict(prepare_dataset(spec, out_dir).to_dict()).to_dict()
 
 
-def validate(config: ModelConfig, data_uri: str, report_uri: str | None = None) -> dict[str, Any]:
-    """Run the config's validation spec on ``data_uri``; raises :class:`GateFailed` on failure."""
+def validate(
+    config: ModelConfig, data_uri: str | Sequence[str], report_uri: str | None = None
+) -> dict[str, Any]:
+    """Run the config's validation spec on ``data_uri``; raises :class:`GateFailed` on failure.
+
+    Several URIs (the train and the holdout split) are checked as one dataset: every row the
+    model is trained or judged on passes the same checks, and ``min_rows`` counts all of them.
+    """
+    import pandas as pd
+
     from airflow_mlops.core.data.io import load_frame
     from airflow_mlops.core.data.validation import validate_frame, write_report
 
-    frame = load_frame(data_uri, format="parquet" if data_uri.endswith(".parquet") else "auto")
+    uris = [data_uri] if isinstance(data_uri, str) else list(data_uri)
+    frames = [load_frame(u, format="parquet" if u.endswith(".parquet") else "auto") for u in uris]
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    data_uri = " + ".join(uris)
     features = {
         **dict.fromkeys(config.data.numeric_features, "numeric"),
         **dict.fromkeys(config.data.categorical_features, "categorical"),

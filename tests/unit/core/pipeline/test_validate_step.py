@@ -56,3 +56,26 @@ def test_a_clean_file_passes_with_the_implied_checks(tmp_path):
     out = steps.validate(_config(tmp_path, {"min_rows": 1}), uri)
     # rows, a, b, c, y: existence for each, a type check for a and b, no-null for the label.
     assert out["success"] is True and out["evaluated"] == 8
+
+
+def _split(tmp_path, name: str, b_values: list[str]) -> str:
+    path = tmp_path / f"{name}.csv"
+    rows = ["a,b,c,y"] + [f"{i},{b},{i % 3},{i % 2}" for i, b in enumerate(b_values)]
+    path.write_text("\n".join(rows) + "\n")
+    return str(path)
+
+
+def test_the_holdout_split_is_validated_too(tmp_path):
+    config = _config(tmp_path, {"min_rows": 1, "columns": {"b": {"type": "numeric", "max": 10}}})
+    train = _split(tmp_path, "train", ["1.5"] * 30)
+    holdout = _split(tmp_path, "holdout", ["1.5"] * 7 + ["99"])
+    with pytest.raises(steps.GateFailed, match=r"column `b` has 1 value out of range"):
+        steps.validate(config, [train, holdout])
+
+
+def test_min_rows_counts_the_rows_of_both_splits(tmp_path):
+    config = _config(tmp_path, {"min_rows": 35})
+    train = _split(tmp_path, "train", ["1.5"] * 30)
+    holdout = _split(tmp_path, "holdout", ["1.5"] * 8)
+    out = steps.validate(config, [train, holdout])
+    assert out["rows"] == 38 and out["success"] is True
