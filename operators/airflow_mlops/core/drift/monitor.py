@@ -159,17 +159,13 @@ def load_window(window: Window) -> pd.DataFrame:
 
 def load_reference(tracking: TrackingConfig, tags: dict[str, str], ref: str) -> pd.DataFrame:
     """The version's reference sample, downloaded from MLflow (``mlops.reference.uri``)."""
-    import mlflow
 
     from airflow_mlops.core.data.io import load_frame
 
     uri = tags.get("mlops.reference.uri")
     if not uri:
         raise NothingToMonitor(f"{ref} has no mlops.reference.uri tag: no reference sample")
-    with tracking.activate():
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=uri, dst_path=tempfile.mkdtemp(prefix="mlops-reference-")
-        )
+    local = tracking.download(uri, tempfile.mkdtemp(prefix="mlops-reference-"))
     return load_frame(local, format="parquet")
 
 

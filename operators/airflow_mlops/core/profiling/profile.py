@@ -275,12 +275,7 @@ def _sample(tracking: TrackingConfig, config: ModelConfig, tags: dict[str, str])
 
     reference = tags.get("mlops.reference.uri")
     if reference:
-        import mlflow
-
-        with tracking.activate():
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=reference, dst_path=tempfile.mkdtemp(prefix="mlops-profile-ref-")
-            )
+        local = tracking.download(reference, tempfile.mkdtemp(prefix="mlops-profile-ref-"))
         return load_frame(local, format="parquet")
     return load_frame(config.data.uri, format=config.data.format)
 

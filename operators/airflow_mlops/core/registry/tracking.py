@@ -151,6 +151,25 @@ class TrackingConfig:
                 else:
                     os.environ[key] = value
 
+    def download(self, artifact_uri: str, dst_path: str) -> str:
+        """Download ``artifact_uri`` (``runs:/``, ``models:/``, ``mlflow-artifacts:``) into
+        ``dst_path``; returns the local path.
+
+        The server is named in the call, not only through :meth:`activate`'s process-wide
+        setting, which another thread's ``activate()`` may restore under this one's feet.
+        """
+        import mlflow
+
+        with self.activate():
+            return str(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=artifact_uri,
+                    dst_path=dst_path,
+                    tracking_uri=self.tracking_uri,
+                    registry_uri=self.registry_uri or self.tracking_uri,
+                )
+            )
+
     def client(self) -> MlflowClient:
         from mlflow.tracking import MlflowClient
 

@@ -384,12 +384,7 @@ def promote(
 
 def download_onnx(tracking: TrackingConfig, model_uri: str, dst: str | None = None) -> str:
     """Download a registered version's ONNX file; returns its local path."""
-    import mlflow
-
-    with tracking.activate():
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=model_uri, dst_path=dst or tempfile.mkdtemp(prefix="mlops-onnx-")
-        )
+    local = tracking.download(model_uri, dst or tempfile.mkdtemp(prefix="mlops-onnx-"))
     found = sorted(Path(local).rglob("*.onnx"))
     if not found:
         raise RegistryError(f"{model_uri} has no ONNX file (downloaded to {local})")

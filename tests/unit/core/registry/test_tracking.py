@@ -60,3 +60,30 @@ def test_promotion_messages_say_what_changed() -> None:
     assert PromotionResult("churn", "2", "champion", "2").message == (
         "churn v2 already was @champion"
     )
+
+
+def test_download_names_its_server_even_when_the_global_uri_moved(tmp_path, monkeypatch):
+    """Another thread's activate() may put MLflow's process-wide URI back while this one
+    downloads: the download must not depend on it."""
+    import contextlib
+
+    import mlflow
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(store)
+    try:
+        experiment = mlflow.create_experiment("dl", artifact_location=str(tmp_path / "art"))
+        with mlflow.start_run(experiment_id=experiment) as run:
+            (tmp_path / "hello.txt").write_text("hi")
+            mlflow.log_artifact(str(tmp_path / "hello.txt"))
+    finally:
+        mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    config = TrackingConfig(store)
+    # As if another thread had restored the global URI between activate() and the call.
+    monkeypatch.setattr(TrackingConfig, "activate", lambda self: contextlib.nullcontext())
+    try:
+        local = config.download(f"runs:/{run.info.run_id}/hello.txt", str(tmp_path / "dst"))
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert open(local).read() == "hi"

@@ -402,7 +402,6 @@ def reference_rows(
     """Feature rows from the version's reference sample, as JSON-ready records for load."""
     import tempfile
 
-    import mlflow
     import pandas as pd
 
     from airflow_mlops.core.registry import versions as registry
@@ -411,8 +410,7 @@ def reference_rows(
     uri = found.tags.get("mlops.reference.uri") if found else None
     if not uri:
         raise RuntimeError(f"{name} v{version} has no mlops.reference.uri tag to draw load from")
-    with tracking.activate():
-        path = mlflow.artifacts.download_artifacts(uri, dst_path=tempfile.mkdtemp())
+    path = tracking.download(uri, tempfile.mkdtemp())
     frame = pd.read_parquet(path, columns=features).head(rows)
     return [dict(r) for r in json.loads(frame.to_json(orient="records"))]
 
