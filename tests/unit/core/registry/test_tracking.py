@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from airflow_mlops.core.registry.tracking import TrackingConfig
 
@@ -86,4 +87,4 @@ def test_download_names_its_server_even_when_the_global_uri_moved(tmp_path, monk
         local = config.download(f"runs:/{run.info.run_id}/hello.txt", str(tmp_path / "dst"))
     finally:
         mlflow.set_tracking_uri(previous)
-    assert open(local).read() == "hi"
+    assert Path(local).read_text() == "hi"
