@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["EvaluationSpec"]
+from airflow_mlops.core.config.parse import ConfigError
+
+__all__ = ["HIGHER_IS_BETTER", "LOWER_IS_BETTER", "EvaluationSpec"]
+
+# The holdout metrics training computes (core/training/pipeline.compute_metrics), by direction:
+# known here so that a misspelt name fails when the config loads, not after training.
+HIGHER_IS_BETTER = frozenset({"roc_auc", "accuracy", "f1", "precision", "recall"})
+LOWER_IS_BETTER = frozenset({"log_loss", "brier"})
 
 
 @dataclass(frozen=True)
@@ -23,3 +30,17 @@ class EvaluationSpec:
     min_improvement: float = 0.0
     max_regression: dict[str, float] = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
+
+    def check(self, where: str) -> None:
+        """Every metric named is one training computes; raises :class:`ConfigError` naming the
+        key, the name and the known metrics."""
+        known = HIGHER_IS_BETTER | LOWER_IS_BETTER
+        named = [("primary_metric", self.primary_metric)]
+        named += [("max_regression", m) for m in self.max_regression]
+        named += [("thresholds", m) for m in self.thresholds]
+        for key, metric in named:
+            if metric not in known:
+                raise ConfigError(
+                    f"{where}: evaluation.{key}: unknown metric {metric!r}; "
+                    f"known metrics: {sorted(known)}"
+                )

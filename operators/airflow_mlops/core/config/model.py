@@ -121,6 +121,8 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> ModelConfig
         )
     check_data(config.data, source)
     check_validation(config.validation, source)
+    config.training.check(source)
+    config.evaluation.check(source)
     return config
 
 

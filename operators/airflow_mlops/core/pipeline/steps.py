@@ -72,11 +72,17 @@ def _local_copy(uri: str) -> str:
 
 
 def prepare(config: ModelConfig, out_dir: str, data_uri: str | None = None) -> dict[str, Any]:
-    """Load the dataset, fingerprint it and split it into train and holdout files."""
+    """Load the dataset, fingerprint it and split it into train and holdout files.
+
+    The estimator is built first (its class imported, its params applied): a misspelt class
+    or parameter fails this first task in seconds, not ``train`` after the data work.
+    """
     from dataclasses import replace
 
     from airflow_mlops.core.data.io import prepare_dataset
+    from airflow_mlops.core.training.pipeline import make_estimator
 
+    make_estimator(config)
     spec = replace(config.data, uri=data_uri) if data_uri else config.data
     return Prepared.from_dict(prepare_dataset(spec, out_dir).to_dict()).to_dict()
 

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_mlops.core.config.evaluation import EvaluationSpec
+from airflow_mlops.core.config.evaluation import HIGHER_IS_BETTER, LOWER_IS_BETTER, EvaluationSpec
 from airflow_mlops.exceptions import MLOpsError
 
 __all__ = [
@@ -32,8 +32,6 @@ __all__ = [
     "higher_is_better",
 ]
 
-HIGHER_IS_BETTER = frozenset({"roc_auc", "accuracy", "f1", "precision", "recall"})
-LOWER_IS_BETTER = frozenset({"log_loss", "brier"})
 
 # Metrics are sums of many float ops: 0.3 - 0.2 is 0.09999999999999998, which must still meet
 # a required improvement of 0.1.

@@ -160,7 +160,8 @@ def _names_out(step: Any, input_features: Any) -> np.ndarray:
     return np.asarray([f"x{i}" for i in range(step.n_features_in_)], dtype=object)
 
 
-def _make_estimator(config: ModelConfig) -> Any:
+def make_estimator(config: ModelConfig) -> Any:
+    """The configured estimator, built; :class:`TrainingError` names what cannot be used."""
     path = config.training.estimator
     module_name, _, class_name = path.rpartition(".")
     if not module_name:
@@ -204,7 +205,7 @@ def build_pipeline(config: ModelConfig) -> Any:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder
 
-    estimator = _make_estimator(config)
+    estimator = make_estimator(config)
     data = config.data
     branches: list[tuple[str, Any, list[str]]] = []
     if data.numeric_features:

@@ -88,3 +88,42 @@ def test_the_package_init_imports_nothing() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _with(section: str, value: dict):
+    from airflow_mlops.core.config.model import config_from_dict
+
+    return config_from_dict(
+        {
+            "name": "m",
+            "data": {"uri": "x.parquet", "target": "y", "features": {"numeric": ["a"]}},
+            section: value,
+        },
+        source="c.yaml",
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        ({"primary_metric": "roc-auc"}, "evaluation.primary_metric: unknown metric 'roc-auc'"),
+        ({"thresholds": {"acuracy": 0.5}}, "evaluation.thresholds: unknown metric 'acuracy'"),
+        ({"max_regression": {"f2": 0.1}}, "evaluation.max_regression: unknown metric 'f2'"),
+    ],
+)
+def test_metric_names_are_checked_when_the_config_loads(value, needle):
+    with pytest.raises(ConfigError) as info:
+        _with("evaluation", value)
+    assert needle in str(info.value) and "known metrics" in str(info.value)
+    assert str(info.value).startswith("c.yaml: ")
+
+
+@pytest.mark.parametrize("path", ["LogisticRegression", "sklearn linear.Logistic", "a..B", ""])
+def test_an_estimator_path_that_is_no_import_path_is_refused_at_load(path):
+    with pytest.raises(ConfigError, match=r"training.estimator .* is not an import path"):
+        _with("training", {"estimator": path})
+
+
+def test_training_params_must_be_a_mapping():
+    with pytest.raises(ConfigError, match=r"training.params: expected a mapping"):
+        _with("training", {"params": [1, 2]})

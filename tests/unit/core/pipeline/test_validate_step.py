@@ -79,3 +79,18 @@ def test_min_rows_counts_the_rows_of_both_splits(tmp_path):
     holdout = _split(tmp_path, "holdout", ["1.5"] * 8)
     out = steps.validate(config, [train, holdout])
     assert out["rows"] == 38 and out["success"] is True
+
+
+def test_prepare_imports_the_estimator_before_reading_any_data(tmp_path):
+    from dataclasses import replace
+
+    from airflow_mlops.core.config.training import TrainingSpec
+    from airflow_mlops.core.training.pipeline import TrainingError
+
+    config = _config(tmp_path, {"min_rows": 1})  # its data file does not even exist
+    bad = replace(config, training=TrainingSpec(estimator="sklearn.ensemble.NoSuchForest"))
+    with pytest.raises(TrainingError, match=r"training.estimator 'sklearn.ensemble.NoSuch"):
+        steps.prepare(bad, str(tmp_path / "out"))
+    params = replace(config, training=TrainingSpec(params={"no_such_param": 1}))
+    with pytest.raises(TrainingError, match=r"training.params .* are not accepted"):
+        steps.prepare(params, str(tmp_path / "out"))
