@@ -123,3 +123,29 @@ def register_copies(champion: dict, name: str, count: int, out: str) -> list[str
         )["version"]
         for _ in range(count)
     ]
+
+
+@pytest.fixture
+def no_aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """An environment where botocore finds no credentials anywhere (env, files, metadata)."""
+    import os
+
+    import s3fs
+
+    for key in list(os.environ):
+        if key.startswith("AWS_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture
+def unreachable_s3(no_aws_credentials, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials, and an S3 endpoint on the discard port that refuses every connection."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")

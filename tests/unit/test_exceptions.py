@@ -51,6 +51,7 @@ def test_each_error_has_exactly_one_root(name: str) -> None:
     [
         ("core.config.parse.ConfigError", ValueError),
         ("core.data.io.DataError", ValueError),
+        ("core.data.io.StorageUnreachable", ConnectionError),
         ("core.training.pipeline.TrainingError", ValueError),
         ("core.training.evaluation.EvaluationError", ValueError),
         ("core.model.reference.ModelRefError", ValueError),
@@ -70,6 +71,7 @@ def test_builtin_bases_are_kept(name: str, builtin: type[Exception]) -> None:
 def test_only_an_unreachable_service_is_transient() -> None:
     transient = sorted(n for n, cls in ERRORS.items() if issubclass(cls, MLOpsTransientError))
     assert transient == [
+        "airflow_mlops.core.data.io.StorageUnreachable",
         "airflow_mlops.core.registry.tracking.MLflowUnreachable",
         "airflow_mlops.ui.overview.UIError",
     ]

@@ -10,7 +10,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_mlops import settings
-from airflow_mlops.exceptions import MLOpsError
+from airflow_mlops.exceptions import MLOpsError, is_permanent
 
 if TYPE_CHECKING:
     from airflow_mlops.core.config.model import ModelConfig
@@ -92,13 +92,22 @@ class MLOpsBaseOperator(BaseOperator):
         gate, a missing version: the same inputs give the same answer) fails the task at once
         instead of burning its retries. An
         :class:`~airflow_mlops.exceptions.MLOpsTransientError` (MLflow or storage did not
-        answer), and any error this package does not know, propagates: the retries apply.
+        answer) propagates: the retries apply. A library error fails at once when the same
+        call would reproduce it (:func:`~airflow_mlops.exceptions.is_permanent`: no
+        object-store credentials, a graph ONNX Runtime refuses, a request MLflow refuses as
+        invalid); any other error propagates.
         """
         try:
             return func(*args, **kwargs)
         except MLOpsError as exc:
             self.log.error("%s", exc)
             raise AirflowFailException(str(exc)) from exc
+        except Exception as exc:
+            if not is_permanent(exc):
+                raise
+            message = f"{type(exc).__name__}: {exc}"
+            self.log.error("%s (a retry would fail the same way)", message)
+            raise AirflowFailException(message) from exc
 
 
 def airflow_ids(context: Any) -> dict[str, Any]:

@@ -98,3 +98,85 @@ def test_a_dead_mlflow_fails_the_try_in_seconds_naming_the_server(monkeypatch) -
     with pytest.raises(MLflowUnreachable, match=f"cannot reach MLflow at {url} within 10 s"):
         _operator().tracking()
     assert time.monotonic() - started < 60  # not the client's minutes of retries
+
+
+# Library errors, each raised by the library itself on a call that reproduces it.
+
+
+def _s3_info(uri: str) -> None:
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(uri, skip_instance_cache=True)
+    fs.info(path)
+
+
+def _onnx_with_unknown_op() -> None:
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Solve", ["x", "x"], ["y"], domain="com.microsoft")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])],
+    )
+    model = helper.make_model(
+        graph,
+        ir_version=9,
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
+    )
+    ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def test_missing_object_store_credentials_fail_without_retry(no_aws_credentials) -> None:
+    with pytest.raises(AirflowFailException, match="NoCredentialsError"):
+        _operator().call_core(_s3_info, "s3://bucket/data.parquet")
+
+
+def test_a_graph_onnx_runtime_refuses_fails_without_retry() -> None:
+    with pytest.raises(AirflowFailException, match="Solve"):
+        _operator().call_core(_onnx_with_unknown_op)
+
+
+@pytest.mark.parametrize(
+    ("code", "permanent"),
+    [
+        ("RESOURCE_DOES_NOT_EXIST", True),
+        ("INVALID_PARAMETER_VALUE", True),
+        ("PERMISSION_DENIED", True),
+        ("TEMPORARILY_UNAVAILABLE", False),
+        ("INTERNAL_ERROR", False),
+    ],
+)
+def test_mlflow_errors_are_permanent_when_the_server_refused_the_request(
+    code: str, permanent: bool
+) -> None:
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos import databricks_pb2
+
+    def step() -> None:
+        raise MlflowException("registered model 'm' v9", error_code=getattr(databricks_pb2, code))
+
+    if permanent:
+        with pytest.raises(AirflowFailException, match="MlflowException: registered model"):
+            _operator().call_core(step)
+    else:
+        with pytest.raises(MlflowException):
+            _operator().call_core(step)
+
+
+def test_an_object_store_that_does_not_answer_stays_retryable(unreachable_s3) -> None:
+    with pytest.raises(Exception, match="Could not connect") as raised:
+        _operator().call_core(_s3_info, "s3://bucket/data.parquet")
+    assert not isinstance(raised.value, AirflowFailException)
+
+
+def test_an_error_chained_from_a_permanent_cause_is_permanent() -> None:
+    def step() -> None:
+        try:
+            _onnx_with_unknown_op()
+        except Exception as exc:
+            raise RuntimeError("profiling failed") from exc
+
+    with pytest.raises(AirflowFailException, match="profiling failed"):
+        _operator().call_core(step)

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from airflow_mlops.exceptions import MLOpsError
+from airflow_mlops.exceptions import MLOpsError, MLOpsTransientError
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -39,6 +39,39 @@ _ROW_GROUP_ROWS = 131_072
 
 class DataError(MLOpsError, ValueError):
     """Data that cannot be used; the message names the file, the column or the figure."""
+
+
+class StorageUnreachable(MLOpsTransientError, ConnectionError):
+    """Object storage did not answer for a URI (the message names it); a retry may pass."""
+
+
+# botocore's errors, by class name (botocore is only there with s3fs): no credentials at all is
+# permanent until someone configures them; a refused or timed-out connection may pass.
+_NO_CREDENTIALS = frozenset({"NoCredentialsError", "PartialCredentialsError"})
+_NO_ANSWER = frozenset(
+    {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError"}
+)
+
+
+def storage_failure(exc: BaseException, uri: str, verb: str = "read") -> Exception | None:
+    """The package error for a failure to ``verb`` ``uri``, or ``None`` when ``exc`` is not one.
+
+    Missing object-store credentials and unreadable paths are :class:`DataError` (a retry
+    cannot help); an object store that does not answer is :class:`StorageUnreachable`, which
+    keeps the task's retries. Each message names ``uri``.
+    """
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & _NO_CREDENTIALS:
+        return DataError(
+            f"cannot {verb} {uri}: no object-storage credentials ({exc}); give the task a "
+            "storage connection (storage_conn_id, default aws_default) or set "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        )
+    if names & _NO_ANSWER or isinstance(exc, (ConnectionError, TimeoutError)):
+        return StorageUnreachable(f"cannot {verb} {uri}: object storage did not answer: {exc}")
+    if isinstance(exc, OSError):
+        return DataError(f"cannot {verb} {uri}: {_reason(exc)}")
+    return None
 
 
 @dataclass(frozen=True)
@@ -181,8 +214,11 @@ def atomic_output(uri: str) -> Iterator[Any]:
             fs.makedirs(parent, exist_ok=True)
         # Arrow's own file object avoids a Python call per write on the local fast path.
         sink = pa.OSFile(tmp, "wb") if local else fs.open(tmp, "wb")
-    except OSError as exc:
-        raise DataError(f"cannot write {uri}: {_reason(exc)}") from exc
+    except Exception as exc:
+        failure = storage_failure(exc, uri, "write")
+        if failure is None:
+            raise
+        raise failure from exc
     try:
         with sink:
             yield sink
@@ -342,8 +378,13 @@ def _data_files(fs: AbstractFileSystem, path: str, uri: str) -> tuple[list[str],
             return [path], False
         base = path.rstrip("/") + "/"
         found = fs.find(path, detail=True)
-    except OSError as exc:
-        raise DataError(f"cannot read {uri}: {_reason(exc)}") from exc
+    except DataError:
+        raise
+    except Exception as exc:
+        failure = storage_failure(exc, uri)
+        if failure is None:
+            raise
+        raise failure from exc
     files = []
     for name, detail in sorted(found.items()):
         parts = name[len(base) :].split("/")

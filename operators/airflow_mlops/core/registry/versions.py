@@ -148,6 +148,26 @@ def _signature(config: ModelConfig, example: Any, classes: list[Any]) -> Any:
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
 
 
+def check_example(name: str, signature: Any, example: Any) -> None:
+    """Refuse, before any run is created, an input example the signature would refuse.
+
+    MLflow only warns when the example does not validate at log time; every client of the
+    version (``mlflow models serve``, ``pyfunc.predict``) would then refuse the very rows the
+    model was trained on. The same inputs give the same refusal, so this is a
+    :class:`RegistryError` (no retry).
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import validate_schema
+
+    try:
+        validate_schema(example, signature.inputs)
+    except MlflowException as exc:
+        raise RegistryError(
+            f"cannot register {name}: its input example does not match the signature MLflow "
+            f"would enforce: {exc.message}"
+        ) from exc
+
+
 def _serving_requirements() -> list[str]:
     from importlib.metadata import version
 
@@ -190,6 +210,7 @@ def register_model(
     """
     import mlflow
 
+    check_example(config.name, _signature(config, input_example, classes), input_example)
     client = tracking.client()
     with tracking.activate():
         experiment_id = tracking.experiment_id(config.experiment_name)

@@ -348,4 +348,27 @@ def convert_to_onnx(pipeline: Any, config: ModelConfig) -> bytes:
             f"cannot convert pipeline (final step {final_name!r}, {_describe(final)}) "
             f"with opset {opset}: {type(exc).__name__}: {detail}"
         ) from exc
-    return bytes(model.SerializeToString())
+    onnx_bytes = bytes(model.SerializeToString())
+    _check_runtime_loads(onnx_bytes, final_name, final)
+    return onnx_bytes
+
+
+def _check_runtime_loads(onnx_bytes: bytes, final_name: str, final: Any) -> None:
+    """Refuse a graph ONNX Runtime cannot load: skl2onnx may emit ops (``com.microsoft:Solve``
+    for Gaussian processes) that this ONNX Runtime does not implement, which would otherwise
+    surface as a raw runtime error at the parity check, and again on every retry."""
+    import onnxruntime as ort
+
+    from airflow_mlops.core.model.session import load_session
+
+    try:
+        load_session(onnx_bytes, threads=1)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConversionError(
+            f"the ONNX model of pipeline step {final_name!r} ({_describe(final)}) does not load "
+            f"in ONNX Runtime {ort.__version__}: {detail}; pick an estimator whose converted "
+            "graph ONNX Runtime implements"
+        ) from exc

@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import fsspec
@@ -14,6 +15,7 @@ from airflow_mlops.core.config.data import DataSpec
 from airflow_mlops.core.data.io import (
     DataError,
     PreparedData,
+    StorageUnreachable,
     atomic_output,
     fingerprint,
     load_frame,
@@ -21,6 +23,7 @@ from airflow_mlops.core.data.io import (
     split_indices,
     write_parquet_atomic,
 )
+from airflow_mlops.exceptions import MLOpsTransientError
 
 
 def _frame(rows: int = 200, seed: int = 0) -> pd.DataFrame:
@@ -330,3 +333,23 @@ def test_a_killed_writes_temporary_names_its_target_exactly(tmp_path: Path):
     assert temporary_target(longer) == "part-x.parquet.parquet"
     for name in ("part-x.parquet", ".part-1.parquet.tmp", "_SUCCESS", ".part-x.parquet.tmp"):
         assert temporary_target(name) is None
+
+
+def test_missing_object_store_credentials_name_the_uri(no_aws_credentials, tmp_path: Path):
+    uri = "s3://landing/churn/2026-12-01.parquet"
+    read = re.escape(f"cannot read {uri}: no object-storage credentials")
+    with pytest.raises(DataError, match=read):
+        load_frame(uri)
+    with pytest.raises(DataError, match=read):
+        fingerprint(uri)
+    out = "s3://landing/out/part.parquet"
+    with pytest.raises(DataError, match=re.escape(f"cannot write {out}: no object-storage")):
+        write_parquet_atomic(pd.DataFrame({"a": [1]}), out)
+
+
+def test_an_object_store_that_does_not_answer_is_transient_and_names_the_uri(unreachable_s3):
+    uri = "s3://landing/churn/2026-12-01.parquet"
+    with pytest.raises(StorageUnreachable, match=r"cannot read s3://landing/churn/2026-12-01") as e:
+        load_frame(uri)
+    assert isinstance(e.value, MLOpsTransientError)
+    assert not isinstance(e.value, DataError)

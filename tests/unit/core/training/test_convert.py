@@ -268,3 +268,13 @@ def test_hist_gradient_boosting_rounding_keeps_native_predictions(frames):
         for predictor in iteration:
             t = predictor.nodes["num_threshold"][predictor.nodes["is_leaf"] == 0]
             assert np.array_equal(t, t.astype(np.float32).astype(np.float64))
+
+
+def test_a_graph_onnx_runtime_cannot_load_is_a_conversion_error(frames):
+    # skl2onnx converts a Gaussian process with com.microsoft:Solve, which ONNX Runtime's CPU
+    # provider does not register: refused at convert, naming the estimator and the op.
+    config = make_config("sklearn.gaussian_process.GaussianProcessClassifier", {})
+    train = frames[0].head(200)
+    pipeline = build_pipeline(config).fit(train, train["churn"])
+    with pytest.raises(ConversionError, match=r"GaussianProcessClassifier.*Solve"):
+        convert_to_onnx(pipeline, config)
