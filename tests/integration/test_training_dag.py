@@ -186,3 +186,32 @@ def test_bad_input_fails_at_prepare_and_registers_nothing(stack):
     assert states["register"] != "success"
     assert len(registry.search_versions(stack["tracking"], MODEL)) == before
     assert registry.get_version(stack["tracking"], MODEL, "champion").version == "1"
+
+
+def test_a_retrain_on_identical_data_and_config_registers_nothing(stack):
+    """Same data bytes, same config, same metrics as v1: register names v1, nothing new."""
+    from airflow_mlops.core.registry import versions as registry
+
+    tracking = stack["tracking"]
+    before = registry.search_versions(tracking, MODEL)
+    run = _dag().test()
+    states = _states(run)
+    assert str(run.state) == "success", states
+    assert states["register"] == "success", states
+    assert states["profile"] == "skipped" and states["promote"] == "skipped", states
+    assert registry.search_versions(tracking, MODEL) == before
+    register = next(ti for ti in run.get_task_instances() if ti.task_id == "register")
+    result = register.xcom_pull(task_ids="register")
+    assert result["unchanged"] is True and result["version"] == "1", result
+    assert "v1 already holds this model" in result["message"]
+    assert registry.get_version(tracking, MODEL, "champion").version == "1"
+
+    # Asked for in the run conf: a new version, the same model again.
+    run = _dag().test(run_conf={"register_identical": True})
+    assert _states(run)["register"] == "success", _states(run)
+    newest = registry.search_versions(tracking, MODEL)[0]
+    assert int(newest.version) == int(before[0].version) + 1
+    assert (
+        newest.tags["mlops.data.sha256"]
+        == registry.get_version(tracking, MODEL, "1").tags["mlops.data.sha256"]
+    )

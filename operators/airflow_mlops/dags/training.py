@@ -72,7 +72,15 @@ def training_dag(
                 None,
                 type=["null", "string"],
                 description="Train on this file or folder instead of the config's data.uri",
-            )
+            ),
+            "register_identical": Param(
+                False,
+                type="boolean",
+                description=(
+                    "Register a new version even when an existing one was trained on the same "
+                    "data bytes with the same training config and has the same metrics"
+                ),
+            ),
         },
     ) as dag:
         prepare = PrepareDataOperator(
@@ -93,6 +101,7 @@ def training_dag(
             trained=train.output,
             evaluation=evaluate.output,
             converted=convert.output,
+            register_identical="{{ params.register_identical }}",
             **common,
         )
         # With a rollout section, promotion names a candidate and ml_rollout (scheduled on

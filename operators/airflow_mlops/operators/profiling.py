@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_mlops.links.mlflow import MLflowModelVersionLink
@@ -36,6 +36,11 @@ class ProfileModelOperator(MLOpsBaseOperator):
 
         from airflow_mlops.core.profiling.profile import parse_model_ref, profile_registered
 
+        if isinstance(self.model, Mapping) and self.model.get("unchanged"):
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            # The version was profiled when it was registered; nothing new to measure.
+            raise AirflowSkipException(str(self.model.get("message") or "model unchanged"))
         config = self.model_config()
         # A missing version or a model that rejects its own sample (ProfilingError): retrying
         # cannot help, call_core fails the task at once.

@@ -22,6 +22,11 @@ class RegisterModelOperator(MLOpsBaseOperator):
     :param trained: the ``TrainModelOperator`` result (templated).
     :param evaluation: the ``EvaluateModelOperator`` result (templated).
     :param converted: the ``ConvertToOnnxOperator`` result (templated).
+    :param register_identical: register a new version even when an existing one was trained
+        on the same data bytes with the same training config and has the same holdout metrics
+        (templated; ``"True"``/``"true"`` count; default ``False``: the result names the
+        existing version, with ``unchanged`` set, and the downstream profile and promotion
+        are skipped).
     """
 
     template_fields: Sequence[str] = (
@@ -31,6 +36,7 @@ class RegisterModelOperator(MLOpsBaseOperator):
         "trained",
         "evaluation",
         "converted",
+        "register_identical",
     )
     operator_extra_links = (MLflowModelVersionLink(), MLflowRunLink())
     announces_events: ClassVar[bool] = True  # model_registered
@@ -43,9 +49,11 @@ class RegisterModelOperator(MLOpsBaseOperator):
         converted: Result,
         validation: Result = None,
         evaluation: Result = None,
+        register_identical: bool | str = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.register_identical = register_identical
         self.prepared = prepared
         self.validation = validation
         self.trained = trained
@@ -68,10 +76,14 @@ class RegisterModelOperator(MLOpsBaseOperator):
             converted=self.converted,
             airflow=airflow_ids(context),
             trigger=trigger_info(context),
+            register_identical=_flag(self.register_identical),
         )
         version = Registered.from_dict(registered)
         MLflowModelVersionLink.persist(context, version.version_url)
         MLflowRunLink.persist(context, version.run_url)
+        if version.unchanged:
+            self.log.info("%s: %s", version.message, version.version_url or version.model_uri)
+            return version.to_dict()
         announce(
             context,
             kind="model_registered",
@@ -147,6 +159,8 @@ class PromoteModelOperator(MLOpsBaseOperator):
         config = self.model_config()
         registered = self.call_core(Registered.from_dict, self.registered)
         MLflowModelVersionLink.persist(context, registered.version_url)
+        if registered.unchanged:
+            raise AirflowSkipException(registered.message)
         try:
             result = steps.promote(
                 self.tracking(),
@@ -183,3 +197,10 @@ class PromoteModelOperator(MLOpsBaseOperator):
             },
         )
         return promoted.to_dict()
+
+
+def _flag(value: bool | str | None) -> bool:
+    """A templated boolean: Jinja renders ``params.x`` as the text ``True``/``False``."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)

@@ -159,6 +159,9 @@ class Registered(StepResult):
     source: str | None = None
     run_url: str | None = None
     version_url: str | None = None
+    #: an existing version had the same data, training config and metrics: nothing registered.
+    unchanged: bool = False
+    message: str = ""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.core.config.model import ModelConfig
 from airflow_mlops.core.pipeline.results import (
@@ -28,6 +28,9 @@ from airflow_mlops.core.pipeline.results import (
 )
 from airflow_mlops.core.registry.tracking import TrackingConfig
 from airflow_mlops.exceptions import MLOpsError
+
+if TYPE_CHECKING:
+    from airflow_mlops.core.registry.versions import RegisteredVersion
 
 log = logging.getLogger(__name__)
 
@@ -292,6 +295,7 @@ def lineage_tags(
             "rows": parity.get("rows"),
         },
     )
+    tags[f"{TAG_PREFIX}training.config_sha256"] = training_config_sha256(config)
     tags[f"{TAG_PREFIX}onnx.size_bytes"] = str(onnx.size_bytes)
     tags[f"{TAG_PREFIX}classes"] = tag_value(list(model.classes))
     if evaluation is not None:
@@ -310,6 +314,49 @@ def lineage_tags(
     return tags
 
 
+def training_config_sha256(config: ModelConfig) -> str:
+    """SHA-256 of what decides the model given the data: the model name, the features and the
+    split, validation, estimator, evaluation and ONNX settings, and the version tags. Where the
+    data lives (``data.uri``, ``work_dir``) and how the model is scored, served, monitored or
+    rolled out do not enter: the data's own hash stands for its content."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    data = {k: v for k, v in asdict(config.data).items() if k != "uri"}
+    decisive = {
+        "name": config.name,
+        "data": data,
+        "validation": asdict(config.validation),
+        "training": asdict(config.training),
+        "evaluation": asdict(config.evaluation),
+        "onnx": asdict(config.onnx),
+        "tags": config.tags,
+    }
+    text = json.dumps(decisive, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# What must be equal for a retrain to be the same model again (see identical_version).
+_SAME_MODEL_TAGS = ("data.sha256", "training.config_sha256")
+
+
+def identical_version(
+    tracking: TrackingConfig, name: str, tags: Mapping[str, str]
+) -> RegisteredVersion | None:
+    """The newest registered version with the same data hash, training config hash and
+    holdout metrics (``mlops.metric.*``, as tagged) as ``tags``; ``None`` if there is none."""
+    from airflow_mlops.core.registry.versions import TAG_PREFIX, search_versions
+
+    wanted = {f"{TAG_PREFIX}{key}": tags[f"{TAG_PREFIX}{key}"] for key in _SAME_MODEL_TAGS}
+    metrics = {k: v for k, v in tags.items() if k.startswith(f"{TAG_PREFIX}metric.")}
+    for version in search_versions(tracking, name, wanted):
+        found = {k: v for k, v in version.tags.items() if k.startswith(f"{TAG_PREFIX}metric.")}
+        if found == metrics:
+            return version
+    return None
+
+
 def register(
     tracking: TrackingConfig,
     config: ModelConfig,
@@ -321,8 +368,14 @@ def register(
     converted: Mapping[str, Any],
     airflow: dict[str, Any],
     trigger: dict[str, Any] | None = None,
+    register_identical: bool = False,
 ) -> dict[str, Any]:
-    """Log both models, register a version with lineage tags and give it ``challenger``."""
+    """Log both models, register a version with lineage tags and give it ``challenger``.
+
+    A retrain that reproduces an existing version (the same data bytes, the same training
+    config and the same holdout metrics: :func:`identical_version`) registers nothing unless
+    ``register_identical``: the result names the existing version and has ``unchanged`` set.
+    """
     from airflow_mlops.core.data.io import load_frame
     from airflow_mlops.core.registry.versions import register_model
     from airflow_mlops.core.training.pipeline import load_pipeline
@@ -337,6 +390,18 @@ def register(
         airflow=airflow,
         trigger=trigger,
     )
+    if not register_identical:
+        same = identical_version(tracking, config.name, tags)
+        if same is not None:
+            message = (
+                f"{config.name} v{same.version} already holds this model (same data sha256, "
+                "training config and holdout metrics): nothing registered; set the run's "
+                "register_identical param to register a new version anyway"
+            )
+            log.info("%s (%s)", message, same.version_url or same.model_uri)
+            return Registered.from_dict(
+                {**same.to_dict(), "unchanged": True, "message": message}
+            ).to_dict()
     data = Prepared.from_dict(prepared)
     model = Trained.from_dict(trained)
     onnx = ConversionResult.from_dict(converted)

@@ -73,6 +73,8 @@ REGISTERED = {
     "source": "runs:/r1/model",
     "run_url": "http://mlflow/#/runs/r1",
     "version_url": "http://mlflow/#/models/churn/versions/4",
+    "unchanged": False,
+    "message": "",
 }
 PROMOTED = {
     "name": "churn",
@@ -131,3 +133,24 @@ def test_validation_short_form_and_no_report() -> None:
     assert Validated.from_dict(short).summary == VALIDATED["summary"]
     no_report = {k: v for k, v in VALIDATED.items() if k != "report_uri"}
     assert Validated.from_dict(no_report).to_dict() == no_report
+
+
+def test_the_training_config_hash_ignores_where_data_lives_not_what_trains() -> None:
+    from dataclasses import replace
+
+    from airflow_mlops.core.config.data import DataSpec
+    from airflow_mlops.core.config.model import ModelConfig
+    from airflow_mlops.core.config.training import TrainingSpec
+    from airflow_mlops.core.pipeline.steps import training_config_sha256
+
+    base = ModelConfig(
+        name="churn",
+        data=DataSpec(uri="a.parquet", target="y", numeric_features=("x",)),
+        training=TrainingSpec(estimator="sklearn.linear_model.LogisticRegression"),
+    )
+    moved = replace(base, data=replace(base.data, uri="s3://b/a.parquet"), work_dir="/tmp/w")
+    assert training_config_sha256(moved) == training_config_sha256(base)
+    tuned = replace(base, training=replace(base.training, params={"C": 0.5}))
+    other_split = replace(base, data=replace(base.data, seed=7))
+    hashes = {training_config_sha256(c) for c in (base, tuned, other_split)}
+    assert len(hashes) == 3
