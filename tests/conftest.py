@@ -120,6 +120,7 @@ def register_copies(champion: dict, name: str, count: int, out: str) -> list[str
             evaluation=None,
             converted=converted,
             airflow={"dag_id": f"pytest-{name}"},
+            register_identical=True,
         )["version"]
         for _ in range(count)
     ]
