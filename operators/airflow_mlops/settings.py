@@ -1,4 +1,9 @@
-"""The one reader of the ``MLOPS_*`` environment variables.
+"""The one reader of the package's settings: Airflow's ``[mlops]`` config section, with the
+``MLOPS_*`` environment variables as fallbacks.
+
+Each variable below is also the ``[mlops]`` option named by it without the prefix, in lower
+case (``MLOPS_HOME`` is ``[mlops] home``, ``AIRFLOW__MLOPS__HOME`` in the environment); the
+option wins where both are set, as Airflow's own settings do over anything else.
 
 Every value is read when asked for, not at import, so a test's ``monkeypatch.setenv`` or a
 command that sets ``MLOPS_HOME`` before it starts the servers is seen by the code it runs.
@@ -19,6 +24,7 @@ the serving image all import this module.
 from __future__ import annotations
 
 import os
+import sys
 
 __all__ = [
     "DEFAULT_HOME",
@@ -50,9 +56,35 @@ SERVING_ADMIN_TOKEN_ENV = "MLOPS_SERVING_ADMIN_TOKEN"
 DEFAULT_MLFLOW_CHECK_SECONDS = 10.0
 
 
+def option_name(variable: str) -> str:
+    """The ``[mlops]`` option of Airflow's config that stands for ``variable``
+    (``MLOPS_HOME`` -> ``home``, ``MLOPS_TRAINING_CONFIG`` -> ``training_config``)."""
+    return variable.removeprefix("MLOPS_").lower()
+
+
+def _airflow_option(option: str) -> str | None:
+    """``[mlops] <option>`` from Airflow's config (``airflow.cfg``, ``AIRFLOW__MLOPS__*``,
+    their ``_CMD``/``_SECRET`` forms), where Airflow's config is loaded in this process.
+
+    Never imported from here: the serving image and ``airflow-mlops score`` have no Airflow,
+    and a process that has not loaded it still sees ``AIRFLOW__MLOPS__<OPTION>`` directly.
+    """
+    configuration = sys.modules.get("airflow.configuration")
+    conf = getattr(configuration, "conf", None)
+    if conf is not None:
+        try:
+            value = conf.get("mlops", option, fallback=None)
+        except Exception:  # a broken _CMD or secret: the variables still apply
+            value = None
+        if value:
+            return str(value)
+    return os.environ.get(f"AIRFLOW__MLOPS__{option.upper()}") or None
+
+
 def _get(name: str) -> str | None:
-    """The variable's value; an empty one counts as unset (``MLOPS_HOME= airflow ...``)."""
-    return os.environ.get(name) or None
+    """The ``[mlops]`` option of Airflow's config, else the ``MLOPS_*`` variable; an empty
+    value counts as unset (``MLOPS_HOME= airflow ...``)."""
+    return _airflow_option(option_name(name)) or os.environ.get(name) or None
 
 
 def mlops_home() -> str:
@@ -77,7 +109,9 @@ def mlflow_check_seconds() -> float:
     try:
         return float(raw)
     except ValueError as exc:
-        raise ValueError(f"{MLFLOW_CHECK_ENV}={raw!r} is not a number of seconds") from exc
+        raise ValueError(
+            f"{MLFLOW_CHECK_ENV}={raw!r} ([mlops] mlflow_check_seconds) is not a number of seconds"
+        ) from exc
 
 
 def code_version() -> str | None:

@@ -92,3 +92,56 @@ def test_settings_imports_the_standard_library_only() -> None:
         for alias in node.names
     }
     assert modules <= set(sys.stdlib_module_names) | {"__future__"}
+
+
+def test_the_mlops_section_of_airflows_config_wins_over_the_variables(monkeypatch) -> None:
+    monkeypatch.setenv("MLOPS_HOME", "/from/variable")
+    monkeypatch.setenv("AIRFLOW__MLOPS__HOME", "/from/airflow")
+    assert settings.mlops_home() == "/from/airflow"
+    monkeypatch.setenv("AIRFLOW__MLOPS__TRAINING_CONFIG", "/configs/churn.yaml")
+    assert settings.dag_config("training", "default.yaml") == "/configs/churn.yaml"
+    monkeypatch.setenv("AIRFLOW__MLOPS__HOME", "")
+    assert settings.mlops_home() == "/from/variable"
+
+
+_CFG_PROBE = """
+import airflow.configuration
+from airflow_mlops import settings
+print(settings.mlops_home(), settings.mlflow_check_seconds())
+"""
+
+
+def test_an_airflow_cfg_mlops_section_is_read(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "airflow.cfg").write_text("[mlops]\nhome = /srv/mlops\nmlflow_check_seconds = 3\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "AIRFLOW__MLOPS"))}
+    env["AIRFLOW_HOME"] = str(tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", _CFG_PROBE], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["/srv/mlops", "3.0"]
+
+
+def test_the_provider_declares_an_option_for_every_variable() -> None:
+    from airflow_mlops.get_provider_info import get_provider_info
+
+    options = get_provider_info()["config"]["mlops"]["options"]
+    source = Path(settings.__file__).read_text()
+    variables = set(re.findall(r'"(MLOPS_[A-Z_]+)"', source)) - {"MLOPS_SERVING_ADMIN_TOKEN"}
+    variables |= {f"MLOPS_{dag}_CONFIG" for dag in ("TRAINING", "SCORING", "ROLLOUT", "MONITOR")}
+    assert {settings.option_name(v) for v in variables} == set(options)
+    assert all(o["default"] is None for o in options.values())
+
+
+def test_config_paths_follow_the_home_setting_wherever_it_is_set(monkeypatch) -> None:
+    from airflow_mlops.core.config.parse import expand
+
+    monkeypatch.delenv("MLOPS_HOME", raising=False)
+    monkeypatch.setenv("AIRFLOW__MLOPS__HOME", "/srv/mlops")
+    assert expand("${MLOPS_HOME:-.mlops}/data/x.parquet") == "/srv/mlops/data/x.parquet"
+    monkeypatch.delenv("AIRFLOW__MLOPS__HOME")
+    assert expand("${MLOPS_HOME:-.mlops}/data/x.parquet") == ".mlops/data/x.parquet"

@@ -21,7 +21,9 @@ class MLflowHook(BaseHook):
     The tracking URI comes from the connection: its host when that already carries a scheme
     (``http://mlflow:5000``, ``sqlite:////data/mlflow.db``), else ``<schema or http>://host:port``;
     ``extra.tracking_uri`` overrides both. Login and password become MLflow's basic-auth
-    credentials. With no such connection the hook falls back to ``MLFLOW_TRACKING_URI``.
+    credentials; the ``token`` field (or ``extra.token``) a bearer token. The connection form's
+    fields (Tracking URI, Registry URI, UI URL, Token) are declared in the provider info. With
+    no such connection the hook falls back to ``MLFLOW_TRACKING_URI``.
 
     :param mlflow_conn_id: the Airflow connection id (default ``mlflow_default``).
     """
@@ -49,7 +51,7 @@ class MLflowHook(BaseHook):
                     '\'{"conn_type": "mlflow", "host": "http://127.0.0.1:5000"}\')'
                 ) from None
             return TrackingConfig(tracking_uri=env_uri)
-        extra = conn.extra_dejson or {}
+        extra = _form_fields(conn.extra_dejson or {})
         uri = extra.get("tracking_uri")
         host = conn.host or ""
         if not uri and "://" in host:
@@ -67,6 +69,7 @@ class MLflowHook(BaseHook):
             ui_url=extra.get("ui_url"),
             username=conn.login or None,
             password=conn.password or None,
+            token=extra.get("token") or None,
         )
 
     def get_conn(self) -> MlflowClient:
@@ -81,18 +84,11 @@ class MLflowHook(BaseHook):
             return False, f"cannot reach MLflow at {self.config.tracking_uri}: {exc}"
         return True, f"connected to MLflow at {self.config.tracking_uri}"
 
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Relabel the generic connection form for MLflow."""
-        return {
-            "hidden_fields": ["schema"],
-            "relabeling": {
-                "host": "Tracking URI or host",
-                "login": "Username (basic auth)",
-                "password": "Password (basic auth)",
-            },
-            "placeholders": {
-                "host": "http://mlflow:5000",
-                "extra": '{"ui_url": "http://localhost:5000", "registry_uri": null}',
-            },
-        }
+
+def _form_fields(extra: dict[str, Any]) -> dict[str, Any]:
+    """The connection's extra with the form's fields under their plain names: the connection
+    form of older Airflow versions stored them as ``extra__mlflow__<field>``; empty fields of
+    the form count as unset."""
+    prefix = "extra__mlflow__"
+    fields = {key.removeprefix(prefix): value for key, value in extra.items()}
+    return {key: value for key, value in fields.items() if value not in (None, "")}

@@ -68,3 +68,69 @@ def test_provider_info_names_real_classes():
     for path in [c["hook-class-name"] for c in info["connection-types"]] + info["extra-links"]:
         module, _, name = path.rpartition(".")
         assert hasattr(importlib.import_module(module), name), path
+
+
+def test_the_connection_forms_fields_and_token(monkeypatch):
+    _conn(
+        monkeypatch,
+        "ml_f",
+        host="http://ignored:5000",
+        extra={
+            "tracking_uri": "http://mlflow.internal:5000",
+            "registry_uri": "",
+            "extra__mlflow__ui_url": "http://ui.internal/",
+            "token": "t0k3n",
+        },
+    )
+    config = MLflowHook("ml_f").config
+    assert config.tracking_uri == "http://mlflow.internal:5000"
+    assert config.registry_uri is None  # an empty form field is unset
+    assert config.ui_base == "http://ui.internal"
+    assert config.token == "t0k3n"
+    assert "t0k3n" not in repr(config)
+
+
+_FORM_PROBE = """
+import json
+from airflow.providers_manager import ProvidersManager
+pm = ProvidersManager()
+ours = {k: v for k, v in pm.connection_form_widgets.items() if k.startswith("extra__mlflow__")}
+print(json.dumps({
+    "behaviour": pm.field_behaviours.get("mlflow"),
+    "widgets": {k: v.field for k, v in ours.items()},
+    "sensitive": [k for k, v in ours.items() if v.is_sensitive],
+}))
+"""
+
+
+def test_the_connection_form_comes_from_the_provider_info(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", _FORM_PROBE], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert found["behaviour"]["hidden_fields"] == ["schema"]
+    assert found["behaviour"]["relabeling"]["host"] == "Tracking server (URL or host)"
+    assert set(found["widgets"]) == {
+        f"extra__mlflow__{name}" for name in ("tracking_uri", "registry_uri", "ui_url", "token")
+    }
+    assert found["widgets"]["extra__mlflow__tracking_uri"]["schema"]["title"] == "Tracking URI"
+    assert found["sensitive"] == ["extra__mlflow__token"]
+
+
+def test_provider_info_is_valid_against_airflows_schema():
+    import importlib.resources
+
+    import jsonschema
+
+    from airflow_mlops.get_provider_info import get_provider_info
+
+    schema = json.loads(
+        importlib.resources.files("airflow").joinpath("provider_info.schema.json").read_text()
+    )
+    jsonschema.validate(get_provider_info(), schema)

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import fields
 from typing import Any
 
+from airflow_mlops import settings
 from airflow_mlops.exceptions import MLOpsError
 
 __all__ = ["ConfigError", "as_tuple", "build_section", "check_keys", "expand"]
@@ -48,10 +49,16 @@ def as_tuple(raw: Any, where: str) -> tuple[Any, ...]:
 
 
 def expand(text: str) -> str:
-    """Expand ``${VAR}`` and ``${VAR:-default}`` from the environment (used for paths)."""
+    """Expand ``${VAR}`` and ``${VAR:-default}`` from the environment (used for paths).
+
+    ``${MLOPS_HOME}`` is the package's home as :func:`airflow_mlops.settings.mlops_home` finds
+    it (Airflow's ``[mlops] home`` first), so config paths and the package's own state agree.
+    """
 
     def repl(match: re.Match[str]) -> str:
         name, _, default = match.group(1).partition(":-")
+        if name == settings.HOME_ENV:
+            return settings.explicit_home() or default
         return os.environ.get(name, default)
 
     return re.sub(r"\$\{([^}]+)\}", repl, text)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow_mlops import settings
 from airflow_mlops.exceptions import MLOpsTransientError
@@ -20,6 +22,37 @@ class MLflowUnreachable(MLOpsTransientError, ConnectionError):
     """The tracking server did not answer; the message names it and the time waited."""
 
 
+# MLflow's REST client reads credentials from the environment on every request, so the
+# connection's credentials are put there for the duration of each call and taken out after.
+# The environment is one per process: calls that carry credentials take turns.
+_CREDENTIALS_LOCK = threading.RLock()
+_CREDENTIAL_VARIABLES = (
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+)
+
+
+class _CredentialedClient:
+    """An ``MlflowClient`` whose every method call runs with its connection's credentials."""
+
+    def __init__(self, client: Any, scope: Callable[[], Any]) -> None:
+        self._client = client
+        self._scope = scope
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._scope():
+                return attr(*args, **kwargs)
+
+        return call
+
+
 @dataclass(frozen=True)
 class TrackingConfig:
     """Where MLflow is.
@@ -30,13 +63,19 @@ class TrackingConfig:
         ``http(s)``).
     :param username: basic-auth user.
     :param password: basic-auth password.
+    :param token: bearer token (what ``MLFLOW_TRACKING_TOKEN`` carries).
+
+    The credentials given here are the ones MLflow sends: while a call of :meth:`client` or a
+    block of :meth:`activate` runs they replace any ``MLFLOW_TRACKING_*`` credential of the
+    environment, which is put back afterwards. They never appear in the ``repr``.
     """
 
     tracking_uri: str
     registry_uri: str | None = None
     ui_url: str | None = None
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
 
     @property
     def ui_base(self) -> str | None:
@@ -112,44 +151,49 @@ class TrackingConfig:
                 raise
             return str(found.experiment_id)
 
+    def _credentials(self) -> dict[str, str]:
+        found = zip(_CREDENTIAL_VARIABLES, (self.username, self.password, self.token), strict=True)
+        return {key: value for key, value in found if value}
+
+    @contextmanager
+    def credentials(self) -> Iterator[None]:
+        """This connection's credentials, and only those, in MLflow's environment variables
+        for the block; the environment is put back exactly as it was afterwards. Without
+        credentials the block runs as it is (whatever the environment says applies)."""
+        mine = self._credentials()
+        if not mine:
+            yield
+            return
+        with _CREDENTIALS_LOCK:
+            saved = {key: os.environ.get(key) for key in _CREDENTIAL_VARIABLES}
+            for key in _CREDENTIAL_VARIABLES:
+                os.environ.pop(key, None)
+            os.environ.update(mine)
+            try:
+                yield
+            finally:
+                _restore(saved)
+
     @contextmanager
     def activate(self) -> Iterator[None]:
-        """Point the ``mlflow`` fluent API at this server for the duration of the block.
-
-        MLflow reads credentials from the environment only, so they are set there and restored
-        afterwards.
-        """
+        """Point the ``mlflow`` fluent API at this server, with this connection's credentials,
+        for the duration of the block."""
         import mlflow
 
         # mlflow.set_*_uri also export MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI, which child
         # processes inherit: the environment is put back exactly as it was.
-        saved = {
-            k: os.environ.get(k)
-            for k in (
-                "MLFLOW_TRACKING_USERNAME",
-                "MLFLOW_TRACKING_PASSWORD",
-                "MLFLOW_TRACKING_URI",
-                "MLFLOW_REGISTRY_URI",
-            )
-        }
+        saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
         previous_tracking = mlflow.get_tracking_uri()
         previous_registry = mlflow.get_registry_uri()
-        if self.username:
-            os.environ["MLFLOW_TRACKING_USERNAME"] = self.username
-        if self.password:
-            os.environ["MLFLOW_TRACKING_PASSWORD"] = self.password
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.registry_uri or self.tracking_uri)
-        try:
-            yield
-        finally:
-            mlflow.set_tracking_uri(previous_tracking)
-            mlflow.set_registry_uri(previous_registry)
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        with self.credentials():
+            mlflow.set_tracking_uri(self.tracking_uri)
+            mlflow.set_registry_uri(self.registry_uri or self.tracking_uri)
+            try:
+                yield
+            finally:
+                mlflow.set_tracking_uri(previous_tracking)
+                mlflow.set_registry_uri(previous_registry)
+                _restore(saved)
 
     def download(self, artifact_uri: str, dst_path: str) -> str:
         """Download ``artifact_uri`` (``runs:/``, ``models:/``, ``mlflow-artifacts:``) into
@@ -171,14 +215,23 @@ class TrackingConfig:
             )
 
     def client(self) -> MlflowClient:
+        """An ``MlflowClient`` of this server whose calls carry this connection's credentials
+        (see :meth:`credentials`)."""
         from mlflow.tracking import MlflowClient
 
-        if self.username:
-            os.environ.setdefault("MLFLOW_TRACKING_USERNAME", self.username)
-        if self.password:
-            os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", self.password)
         # Always explicit: a ``None`` registry URI would follow MLflow's process-wide default,
         # which other code (or an earlier ``activate()``) may have pointed elsewhere.
-        return MlflowClient(
+        client = MlflowClient(
             tracking_uri=self.tracking_uri, registry_uri=self.registry_uri or self.tracking_uri
         )
+        if not self._credentials():
+            return client
+        return cast("MlflowClient", _CredentialedClient(client, self.credentials))
+
+
+def _restore(saved: dict[str, str | None]) -> None:
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
